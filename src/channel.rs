@@ -1,0 +1,344 @@
+//! One channel: its seq numbering, its ring buffer of recent messages, its subscribers,
+//! and the rule that turns a subscriber's cursor into "lost", "reset" or a start seq.
+//!
+//! Pure state: the clock comes in as arguments, and nothing here touches a socket. The
+//! registry of all channels (creation, caps, expiry) is in `channels.rs`.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use slab::Slab;
+
+use crate::event;
+use crate::handle::Key;
+
+/// A published message, encoded once; every subscriber's response shares `json`.
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// The message's seq in its channel.
+    pub seq: u64,
+    /// When it was published (reactor milliseconds), for `--message-ttl`.
+    pub at_ms: u64,
+    /// The `data` event, script-safe JSON.
+    pub json: Bytes,
+}
+
+/// What a subscriber must be told before the messages that follow its cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// Seqs `from..=to` were asked for but are no longer buffered.
+    Lost {
+        /// First missing seq.
+        from: u64,
+        /// Last missing seq.
+        to: u64,
+    },
+    /// The cursor is from an earlier life of the channel or ahead of it; delivery
+    /// restarts at `seq`.
+    Reset {
+        /// The seq delivery restarts at.
+        seq: u64,
+    },
+}
+
+/// Where delivery starts for a cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Start {
+    /// Told to the subscriber first, if anything.
+    pub notice: Option<Notice>,
+    /// The first seq to deliver (may be `next_seq`: nothing yet).
+    pub seq: u64,
+}
+
+/// Returns true when `name` is a valid channel name: 1–128 bytes of `[A-Za-z0-9_.-]`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// A channel.
+pub struct Channel {
+    name: Box<str>,
+    first_seq: u64,
+    next_seq: u64,
+    buf: VecDeque<Message>,
+    /// Connections waiting on this channel. A connection remembers its slot here so it
+    /// can leave in O(1).
+    pub subs: Slab<Key>,
+    /// Last publish, or last moment it had subscribers (reactor ms), for `--channel-ttl`.
+    pub last_active_ms: u64,
+}
+
+impl Channel {
+    /// A new, empty channel whose first seq is `first_seq`.
+    pub fn new(name: &str, first_seq: u64, now_ms: u64) -> Self {
+        Channel {
+            name: name.into(),
+            first_seq,
+            next_seq: first_seq,
+            buf: VecDeque::new(),
+            subs: Slab::new(),
+            last_active_ms: now_ms,
+        }
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The seq the next published message gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The first seq of this life of the channel.
+    pub fn first_seq(&self) -> u64 {
+        self.first_seq
+    }
+
+    /// The oldest seq still buffered (`next_seq` when the buffer is empty).
+    pub fn oldest_seq(&self) -> u64 {
+        self.buf.front().map_or(self.next_seq, |m| m.seq)
+    }
+
+    /// How many messages are buffered.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Appends a message, evicting the oldest past `capacity`. Returns the new message and
+    /// how many were evicted.
+    pub fn publish(&mut self, payload: &str, now_ms: u64, capacity: usize) -> (&Message, usize) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.last_active_ms = now_ms;
+        let mut evicted = 0;
+        while self.buf.len() >= capacity.max(1) {
+            self.buf.pop_front();
+            evicted += 1;
+        }
+        self.buf.push_back(Message {
+            seq,
+            at_ms: now_ms,
+            json: event::data(&self.name, seq, payload),
+        });
+        let m = self.buf.back().expect("just pushed");
+        debug_assert_eq!(
+            self.oldest_seq() + self.buf.len() as u64,
+            self.next_seq,
+            "buffer of {} is not contiguous",
+            self.name
+        );
+        (m, evicted)
+    }
+
+    /// Drops messages older than `ttl_ms` (0 = keep forever). Returns how many.
+    pub fn expire_messages(&mut self, now_ms: u64, ttl_ms: u64) -> usize {
+        if ttl_ms == 0 {
+            return 0;
+        }
+        let mut n = 0;
+        while self
+            .buf
+            .front()
+            .is_some_and(|m| now_ms.saturating_sub(m.at_ms) >= ttl_ms)
+        {
+            self.buf.pop_front();
+            n += 1;
+        }
+        n
+    }
+
+    /// Resolves a cursor: `None` = only new messages, `Some(0)` = everything buffered,
+    /// otherwise the next seq the subscriber wants.
+    pub fn start(&self, cursor: Option<u64>) -> Start {
+        let oldest = self.oldest_seq();
+        match cursor {
+            None => Start {
+                notice: None,
+                seq: self.next_seq,
+            },
+            Some(0) => Start {
+                notice: None,
+                seq: oldest,
+            },
+            Some(s) if s < self.first_seq || s > self.next_seq => {
+                let seq = if s > self.next_seq {
+                    self.next_seq
+                } else {
+                    oldest
+                };
+                Start {
+                    notice: Some(Notice::Reset { seq }),
+                    seq,
+                }
+            }
+            Some(s) if s < oldest => Start {
+                notice: Some(Notice::Lost {
+                    from: s,
+                    to: oldest - 1,
+                }),
+                seq: oldest,
+            },
+            Some(s) => Start {
+                notice: None,
+                seq: s,
+            },
+        }
+    }
+
+    /// The buffered messages from `seq` on, oldest first.
+    pub fn messages_from(&self, seq: u64) -> impl Iterator<Item = &Message> {
+        let skip = seq.saturating_sub(self.oldest_seq()) as usize;
+        self.buf.iter().skip(skip)
+    }
+
+    /// The event that tells a subscriber about `notice`.
+    pub fn notice_event(&self, notice: Notice) -> Bytes {
+        match notice {
+            Notice::Lost { from, to } => event::lost(&self.name, from, to),
+            Notice::Reset { seq } => event::reset(&self.name, seq),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seqs(ch: &Channel, from: u64) -> Vec<u64> {
+        ch.messages_from(from).map(|m| m.seq).collect()
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("news"));
+        assert!(valid_name("a.b-c_D9"));
+        assert!(valid_name(&"x".repeat(128)));
+        assert!(!valid_name(&"x".repeat(129)));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a b"));
+        assert!(!valid_name("a,b"));
+        assert!(!valid_name("é"));
+    }
+
+    #[test]
+    fn cursor_resolution_covers_every_case() {
+        let mut ch = Channel::new("c", 1000, 0);
+        for _ in 0..10 {
+            ch.publish("m", 0, 4);
+        }
+        // Buffer holds 1006..=1009, next is 1010.
+        assert_eq!(ch.oldest_seq(), 1006);
+        assert_eq!(ch.next_seq(), 1010);
+        let start = |c| ch.start(c);
+        assert_eq!(
+            start(None),
+            Start {
+                notice: None,
+                seq: 1010
+            }
+        );
+        assert_eq!(
+            start(Some(0)),
+            Start {
+                notice: None,
+                seq: 1006
+            }
+        );
+        assert_eq!(
+            start(Some(1007)),
+            Start {
+                notice: None,
+                seq: 1007
+            }
+        );
+        assert_eq!(
+            start(Some(1010)),
+            Start {
+                notice: None,
+                seq: 1010
+            }
+        );
+        assert_eq!(
+            start(Some(1002)),
+            Start {
+                notice: Some(Notice::Lost {
+                    from: 1002,
+                    to: 1005
+                }),
+                seq: 1006
+            }
+        );
+        assert_eq!(
+            start(Some(1000)),
+            Start {
+                notice: Some(Notice::Lost {
+                    from: 1000,
+                    to: 1005
+                }),
+                seq: 1006
+            }
+        );
+        assert_eq!(
+            start(Some(999)),
+            Start {
+                notice: Some(Notice::Reset { seq: 1006 }),
+                seq: 1006
+            }
+        );
+        assert_eq!(
+            start(Some(1011)),
+            Start {
+                notice: Some(Notice::Reset { seq: 1010 }),
+                seq: 1010
+            }
+        );
+        assert_eq!(seqs(&ch, 1006), vec![1006, 1007, 1008, 1009]);
+        assert_eq!(seqs(&ch, 1008), vec![1008, 1009]);
+        assert!(seqs(&ch, 1010).is_empty());
+    }
+
+    #[test]
+    fn every_cursor_in_a_range_delivers_a_contiguous_tail() {
+        let mut ch = Channel::new("c", 50, 0);
+        for i in 0..30 {
+            ch.publish(&format!("{i}"), 0, 8);
+            for cursor in 1..100u64 {
+                let st = ch.start(Some(cursor));
+                let got = seqs(&ch, st.seq);
+                // Delivery is always the contiguous tail from st.seq.
+                let expect: Vec<u64> = (st.seq..ch.next_seq()).collect();
+                assert_eq!(got, expect, "cursor {cursor}");
+                match st.notice {
+                    None => assert!(cursor >= ch.oldest_seq() && cursor <= ch.next_seq()),
+                    Some(Notice::Lost { from, to }) => {
+                        assert_eq!(from, cursor);
+                        assert_eq!(to + 1, st.seq);
+                    }
+                    Some(Notice::Reset { .. }) => {
+                        assert!(cursor < ch.first_seq() || cursor > ch.next_seq())
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn message_ttl_expires_from_the_front() {
+        let mut ch = Channel::new("c", 1, 0);
+        ch.publish("a", 0, 10);
+        ch.publish("b", 500, 10);
+        assert_eq!(ch.expire_messages(999, 1000), 0);
+        assert_eq!(ch.expire_messages(1000, 1000), 1);
+        assert_eq!(ch.oldest_seq(), 2);
+        assert_eq!(ch.expire_messages(10_000, 0), 0, "ttl 0 keeps forever");
+        assert_eq!(ch.expire_messages(10_000, 1000), 1);
+        assert_eq!(ch.oldest_seq(), 3);
+        assert_eq!(ch.buffered(), 0);
+    }
+}

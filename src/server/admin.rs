@@ -1,0 +1,131 @@
+//! The admin listener's handlers: `POST /pub` (append to each channel, then answer every
+//! parked poll on it with the one shared encoding) and `GET /channels/NAME`.
+
+use bytes::Bytes;
+
+use super::{ms, Server};
+use crate::channel::valid_name;
+use crate::handle::Key;
+use crate::http::query::Query;
+use crate::http::request::Head;
+use crate::http::response::{self, Cors};
+use crate::http::HttpError;
+
+/// Most channels one publish may name.
+pub const MAX_PUBLISH_CHANNELS: usize = 1024;
+
+impl Server {
+    /// Handles `POST /pub?channel=a[,b]`.
+    pub(super) fn handle_publish(
+        &mut self,
+        key: Key,
+        head: &Head,
+        q: &Query,
+        body: Bytes,
+        cors: Cors,
+    ) {
+        match self.try_publish(q, &body) {
+            Ok(json) => {
+                let json = Bytes::from(json);
+                let h = response::head(
+                    200,
+                    "application/json",
+                    json.len(),
+                    head.keep_alive,
+                    &cors,
+                    "",
+                );
+                self.respond(key, [h, json], head.keep_alive);
+            }
+            Err(e) => self.respond_error(key, head, e, &cors, ""),
+        }
+    }
+
+    fn try_publish(&mut self, q: &Query, body: &[u8]) -> Result<String, HttpError> {
+        let mut names: Vec<&str> = Vec::new();
+        for name in q.list("channel") {
+            if !valid_name(name) {
+                return Err(HttpError::new(
+                    400,
+                    "bad channel name (1-128 bytes of A-Z a-z 0-9 _ . -)",
+                ));
+            }
+            if names.contains(&name) {
+                return Err(HttpError::new(400, "channel named twice"));
+            }
+            if names.len() >= MAX_PUBLISH_CHANNELS {
+                return Err(HttpError::new(400, "too many channels in one publish"));
+            }
+            names.push(name);
+        }
+        if names.is_empty() {
+            return Err(HttpError::new(400, "missing channel"));
+        }
+        let payload =
+            std::str::from_utf8(body).map_err(|_| HttpError::new(400, "payload is not UTF-8"))?;
+        let keys = self.open_channels(names.iter().copied())?;
+        let mut results = Vec::with_capacity(keys.len());
+        for (name, ck) in names.iter().zip(keys) {
+            if let Some(seq) = self.publish(ck, payload) {
+                results.push(format!("{{\"channel\":\"{name}\",\"seq\":{seq}}}"));
+            }
+        }
+        Ok(if results.len() == 1 {
+            results.pop().unwrap_or_default()
+        } else {
+            format!("[{}]", results.join(","))
+        })
+    }
+
+    /// Appends `payload` to a channel and answers every poll parked on it. Returns the seq.
+    pub fn publish(&mut self, ck: Key, payload: &str) -> Option<u64> {
+        let ttl = ms(self.config.message_ttl);
+        let cap = self.config.buffer as usize;
+        let ch = self.channels.get_mut(ck)?;
+        let expired = ch.expire_messages(self.now, ttl);
+        let (msg, evicted) = ch.publish(payload, self.now, cap);
+        let (seq, json) = (msg.seq, msg.json.clone());
+        self.stats.published += 1;
+        self.stats.evicted += (expired + evicted) as u64;
+        let mut subs = std::mem::take(&mut self.fanout);
+        subs.clear();
+        subs.extend(ch.subs.iter().map(|(_, k)| *k));
+        for &sub in &subs {
+            self.answer_poll(sub, std::slice::from_ref(&json));
+        }
+        self.fanout = subs;
+        Some(seq)
+    }
+
+    /// Handles `GET /channels/NAME`.
+    pub(super) fn handle_channel_info(&mut self, key: Key, head: &Head, name: &str, cors: Cors) {
+        let ttl = ms(self.config.message_ttl);
+        let found = valid_name(name)
+            .then(|| self.channels.find(name))
+            .flatten()
+            .and_then(|ck| self.channels.get_mut(ck));
+        let Some(ch) = found else {
+            let e = HttpError::new(404, "no such channel");
+            return self.respond_error(key, head, e, &cors, "");
+        };
+        self.stats.evicted += ch.expire_messages(self.now, ttl) as u64;
+        let json = Bytes::from(format!(
+            "{{\"channel\":\"{}\",\"first_seq\":{},\"oldest_seq\":{},\"next_seq\":{},\"buffered\":{},\"subscribers\":{}}}",
+            ch.name(),
+            ch.first_seq(),
+            ch.oldest_seq(),
+            ch.next_seq(),
+            ch.buffered(),
+            ch.subs.len()
+        ));
+        let h = response::head(
+            200,
+            "application/json",
+            json.len(),
+            head.keep_alive,
+            &cors,
+            "",
+        );
+        self.respond(key, [h, json], head.keep_alive);
+    }
+}

@@ -1,0 +1,183 @@
+//! One client connection: its socket, what it has sent that is not yet handled, the
+//! responses queued for it, its single timer, and its phase.
+//!
+//! Reading and writing follow mio's readiness rules: both drain until `WouldBlock`
+//! (edge-triggered), `Interrupted` is retried, and any other error means the connection
+//! is done. The queue holds `Bytes` that may be shared with thousands of other
+//! connections; writes are vectored straight from it.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+
+use bytes::{Buf, Bytes};
+use mio::net::TcpStream;
+
+use crate::handle::Key;
+use crate::http::response::Cors;
+use crate::subscription::ClientId;
+use crate::timer::TimerKey;
+
+/// How many queued buffers one `writev` takes at most.
+const MAX_IOVECS: usize = 64;
+
+/// Membership of a parked request in one channel's subscriber list.
+#[derive(Clone, Copy, Debug)]
+pub struct Sub {
+    /// The channel.
+    pub channel: Key,
+    /// This connection's slot in the channel's subscriber slab.
+    pub slot: u32,
+}
+
+/// A long-poll waiting for a message: everything needed to answer it later.
+#[derive(Debug)]
+pub struct Parked {
+    /// Channels it waits on.
+    pub subs: Vec<Sub>,
+    /// Sent back in `X-Comet-Client`.
+    pub client: ClientId,
+    /// JSONP callback, if any.
+    pub cb: Option<Box<str>>,
+    /// CORS answer decided when the request arrived.
+    pub cors: Cors,
+    /// Whether the connection stays open after the answer.
+    pub keep_alive: bool,
+}
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+pub enum Phase {
+    /// Waiting for (the rest of) a request; the header timer runs.
+    Head,
+    /// Between requests on a keep-alive connection; the idle timer runs.
+    Idle,
+    /// A long-poll waits for a message; the poll timer runs.
+    Parked(Parked),
+    /// The last response is queued; close once it is written.
+    Closing,
+}
+
+/// A client connection.
+pub struct Conn {
+    /// The socket.
+    pub sock: TcpStream,
+    /// Accepted on the admin listener.
+    pub admin: bool,
+    /// The phase; decides what its timer means when it fires.
+    pub phase: Phase,
+    /// Received bytes not yet handled (a partial request, or pipelined ones). Freed when
+    /// empty so an idle connection holds no buffer.
+    pub rbuf: Vec<u8>,
+    /// Responses not yet written, in order.
+    pub wq: VecDeque<Bytes>,
+    /// Bytes in `wq`.
+    pub pending: usize,
+    /// The one timer this connection has at a time (its meaning comes from `phase`).
+    pub timer: Option<TimerKey>,
+    /// `100 Continue` was sent for the request being received.
+    pub continue_sent: bool,
+    /// The peer closed its sending side; finish what was asked, then close.
+    pub peer_closed: bool,
+}
+
+/// What a read pass found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Drained to `WouldBlock`.
+    Open,
+    /// The peer sent FIN.
+    Eof,
+    /// The socket failed (reset etc.).
+    Failed,
+    /// The peer sent more than `limit` unhandled bytes.
+    Overflow,
+}
+
+impl Conn {
+    /// A freshly accepted connection, waiting for its first request.
+    pub fn new(sock: TcpStream, admin: bool) -> Conn {
+        Conn {
+            sock,
+            admin,
+            phase: Phase::Head,
+            rbuf: Vec::new(),
+            wq: VecDeque::new(),
+            pending: 0,
+            timer: None,
+            continue_sent: false,
+            peer_closed: false,
+        }
+    }
+
+    /// Queues bytes to send.
+    pub fn queue(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            self.pending += b.len();
+            self.wq.push_back(b);
+        }
+    }
+
+    /// Reads until `WouldBlock`, appending to `rbuf` through `scratch`.
+    pub fn read_all(&mut self, scratch: &mut [u8], limit: usize) -> ReadOutcome {
+        loop {
+            match self.sock.read(scratch) {
+                Ok(0) => return ReadOutcome::Eof,
+                Ok(n) => {
+                    if self.rbuf.len() + n > limit {
+                        return ReadOutcome::Overflow;
+                    }
+                    self.rbuf.extend_from_slice(&scratch[..n]);
+                }
+                // Drained: the next readable event will say when there is more.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
+                // A signal interrupted the call; nothing was read, try again.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return ReadOutcome::Failed,
+            }
+        }
+    }
+
+    /// Writes queued bytes until the queue is empty or the socket would block. `Err` means
+    /// the connection is dead.
+    pub fn flush(&mut self) -> io::Result<()> {
+        while !self.wq.is_empty() {
+            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+            let n_iov = self.wq.len().min(MAX_IOVECS);
+            for (slot, b) in iov.iter_mut().zip(self.wq.iter()) {
+                *slot = IoSlice::new(b);
+            }
+            match self.sock.write_vectored(&iov[..n_iov]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(mut n) => {
+                    self.pending -= n;
+                    while n > 0 {
+                        let front = self.wq.front_mut().expect("written bytes were queued");
+                        if n >= front.len() {
+                            n -= front.len();
+                            self.wq.pop_front();
+                        } else {
+                            front.advance(n);
+                            n = 0;
+                        }
+                    }
+                }
+                // The socket buffer is full; a writable event will resume us.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        debug_assert_eq!(self.pending, 0, "empty queue with pending bytes");
+        Ok(())
+    }
+
+    /// Drops the read buffer's memory when it holds nothing.
+    pub fn shrink(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            self.rbuf = Vec::new();
+        }
+        if self.wq.is_empty() && self.wq.capacity() > 0 {
+            self.wq = VecDeque::new();
+        }
+    }
+}

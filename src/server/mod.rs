@@ -1,0 +1,388 @@
+//! The reactor: one mio `Poll`, the public and admin listeners, every connection in a
+//! generation-checked slab, and the timer wheel. Only this module and its children touch
+//! sockets.
+//!
+//! The loop sleeps exactly until the next timer is due or a socket is ready, handles the
+//! ready sockets (draining each until `WouldBlock`, as mio's edge-triggered readiness
+//! requires), then fires due timers. A failing connection is closed and counted; only a
+//! failing `Poll` ends `run`.
+//!
+//! Children: `conn` (one connection's buffers and I/O), `http_io` (request framing and
+//! responses), `routes` (which handler serves which path), `longpoll` (parking and
+//! answering polls), `admin` (publishing and channel info).
+
+mod admin;
+mod conn;
+mod http_io;
+mod longpoll;
+mod routes;
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::channels::Channels;
+use crate::config::Config;
+use crate::handle::{GenSlab, Key};
+use crate::http::response;
+use crate::timer::TimerWheel;
+
+use conn::{Conn, Phase};
+
+const PUBLIC: Token = Token(usize::MAX - 1);
+const ADMIN: Token = Token(usize::MAX - 2);
+const WAKER: Token = Token(usize::MAX - 3);
+
+/// How long accepting pauses after the process ran out of descriptors, unless a
+/// connection closes first.
+const ACCEPT_RETRY_MS: u64 = 100;
+
+/// What a timer in the wheel is for.
+#[derive(Clone, Copy, Debug)]
+enum TimerKind {
+    /// The connection's one timer; its meaning comes from the connection's phase.
+    Conn(Key),
+    /// Check whether an idle channel can be dropped.
+    Channel(Key),
+    /// Try accepting again after descriptor exhaustion.
+    AcceptRetry,
+}
+
+/// Counters the server keeps (the management API exposes them in a later version).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections refused with 503 at `--max-conns`.
+    pub refused: u64,
+    /// `accept` failures for lack of descriptors (EMFILE/ENFILE/ENOBUFS/ENOMEM).
+    pub accept_fd_errors: u64,
+    /// Messages published (per channel).
+    pub published: u64,
+    /// Messages evicted from a channel buffer (by size or ttl).
+    pub evicted: u64,
+}
+
+/// Stops a running server from another thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    flag: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Asks the server to stop; `run` returns soon after.
+    pub fn shutdown(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        // A failed wake only delays the stop until the next event or timer.
+        let _ = self.waker.wake();
+    }
+}
+
+/// The gateway server.
+pub struct Server {
+    config: Config,
+    poll: Poll,
+    public: TcpListener,
+    admin: TcpListener,
+    conns: GenSlab<Conn>,
+    channels: Channels,
+    wheel: TimerWheel<TimerKind>,
+    start: Instant,
+    /// Reactor time in ms, updated after each wake-up.
+    now: u64,
+    /// Accepting stopped because descriptors ran out.
+    accept_paused: bool,
+    accept_retry_armed: bool,
+    /// Connections with buffered requests to handle once the current event is done.
+    pending_input: Vec<Key>,
+    /// Read buffer shared by all connections.
+    scratch: Box<[u8]>,
+    /// Reused list of subscribers during a fan-out.
+    fanout: Vec<Key>,
+    stats: Stats,
+    shutdown: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    // EMFILE 24, ENFILE 23, ENOBUFS 105, ENOMEM 12 (Linux numbering).
+    matches!(e.raw_os_error(), Some(24) | Some(23) | Some(105) | Some(12))
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
+impl Server {
+    /// Binds both listeners. Ports may be 0; `public_addr`/`admin_addr` tell the result.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut public = TcpListener::bind(config.listen).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
+        })?;
+        let mut admin = TcpListener::bind(config.admin_listen).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}: {e}", config.admin_listen),
+            )
+        })?;
+        poll.registry()
+            .register(&mut public, PUBLIC, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut admin, ADMIN, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok(Server {
+            config,
+            poll,
+            public,
+            admin,
+            conns: GenSlab::default(),
+            channels: Channels::default(),
+            wheel: TimerWheel::new(0),
+            start: Instant::now(),
+            now: 0,
+            accept_paused: false,
+            accept_retry_armed: false,
+            pending_input: Vec::new(),
+            scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
+            fanout: Vec::new(),
+            stats: Stats::default(),
+            shutdown: Arc::new(AtomicBool::new(false)),
+            waker,
+        })
+    }
+
+    /// The public listener's address.
+    pub fn public_addr(&self) -> io::Result<SocketAddr> {
+        self.public.local_addr()
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+
+    /// A handle that stops `run` from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            flag: self.shutdown.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Runs the reactor until a shutdown is requested. Errors only if polling fails.
+    pub fn run(&mut self) -> io::Result<()> {
+        log::info!(
+            "comet-gateway listening: public http://{} admin http://{}",
+            self.public_addr()?,
+            self.admin_addr()?
+        );
+        let mut events = Events::with_capacity(1024);
+        let mut fired = Vec::new();
+        while !self.shutdown.load(Ordering::SeqCst) {
+            let timeout = self
+                .wheel
+                .next_expiration()
+                .map(|at| Duration::from_millis(at.saturating_sub(self.clock())));
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            self.now = self.clock();
+            for event in events.iter() {
+                match event.token() {
+                    PUBLIC => self.accept(false),
+                    ADMIN => self.accept(true),
+                    WAKER => {}
+                    Token(index) => {
+                        if let Some(key) = self.conns.key_at(index) {
+                            self.conn_ready(
+                                key,
+                                event.is_readable() || event.is_read_closed(),
+                                event.is_writable(),
+                            );
+                        }
+                    }
+                }
+                self.drain_pending_input();
+            }
+            self.wheel.advance(self.now, &mut fired);
+            for kind in fired.drain(..) {
+                self.timer_fired(kind);
+                self.drain_pending_input();
+            }
+        }
+        log::info!("comet-gateway stopped");
+        Ok(())
+    }
+
+    fn clock(&self) -> u64 {
+        ms(self.start.elapsed())
+    }
+
+    fn wall_us() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64)
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    fn accept(&mut self, admin: bool) {
+        loop {
+            let listener = if admin { &self.admin } else { &self.public };
+            match listener.accept() {
+                Ok((mut sock, _peer)) => {
+                    self.stats.accepted += 1;
+                    if self.conns.len() >= self.config.max_conns {
+                        self.stats.refused += 1;
+                        // Best effort: a fresh socket's buffer takes this whole.
+                        let _ = sock.write(response::OVERLOADED);
+                        continue;
+                    }
+                    let _ = sock.set_nodelay(true);
+                    let key = self.conns.insert(Conn::new(sock, admin));
+                    let Some(conn) = self.conns.get_mut(key) else {
+                        continue;
+                    };
+                    if let Err(e) = self.poll.registry().register(
+                        &mut conn.sock,
+                        Token(key.index()),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        log::warn!("cannot register a connection: {e}");
+                        self.conns.remove(key);
+                        continue;
+                    }
+                    self.set_conn_timer(key, self.config.header_timeout);
+                }
+                // The backlog is empty.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_fd_exhaustion(&e) => {
+                    // Leave the rest in the backlog; resume when a descriptor frees (a
+                    // connection closes) or after a short pause. No busy loop: the listener
+                    // stays quiet (edge-triggered) until then.
+                    self.stats.accept_fd_errors += 1;
+                    if !self.accept_paused {
+                        log::warn!("accept paused: {e}; resuming when descriptors free up");
+                    }
+                    self.accept_paused = true;
+                    if !self.accept_retry_armed {
+                        self.accept_retry_armed = true;
+                        self.wheel
+                            .insert(self.now + ACCEPT_RETRY_MS, TimerKind::AcceptRetry);
+                    }
+                    return;
+                }
+                // ECONNABORTED and kin: that one connection is gone, the next may be fine.
+                Err(e) => log::debug!("accept: {e}"),
+            }
+        }
+    }
+
+    fn resume_accepting(&mut self) {
+        if self.accept_paused {
+            self.accept_paused = false;
+            log::info!("accept resumed");
+            self.accept(false);
+            if !self.accept_paused {
+                self.accept(true);
+            }
+        }
+    }
+
+    fn conn_ready(&mut self, key: Key, readable: bool, writable: bool) {
+        if writable {
+            self.flush(key);
+        }
+        if readable {
+            self.read(key);
+        }
+    }
+
+    fn timer_fired(&mut self, kind: TimerKind) {
+        match kind {
+            TimerKind::Conn(key) => {
+                let Some(conn) = self.conns.get_mut(key) else {
+                    return;
+                };
+                conn.timer = None;
+                if matches!(conn.phase, Phase::Parked(_)) {
+                    self.answer_poll(key, &[bytes::Bytes::from_static(crate::event::NOOP)]);
+                } else {
+                    // Header timeout, idle keep-alive timeout, or a final response the
+                    // client never read.
+                    self.close(key);
+                }
+            }
+            TimerKind::Channel(key) => self.channel_expiry(key),
+            TimerKind::AcceptRetry => {
+                self.accept_retry_armed = false;
+                self.resume_accepting();
+            }
+        }
+    }
+
+    /// Replaces the connection's timer with one that fires after `after`.
+    fn set_conn_timer(&mut self, key: Key, after: Duration) {
+        let deadline = self.now + ms(after);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Some(old) = conn.timer.take() {
+            self.wheel.cancel(old);
+        }
+        conn.timer = Some(self.wheel.insert(deadline, TimerKind::Conn(key)));
+    }
+
+    /// Closes a connection and frees everything it held.
+    fn close(&mut self, key: Key) {
+        let Some(mut conn) = self.conns.remove(key) else {
+            return;
+        };
+        if let Some(t) = conn.timer.take() {
+            self.wheel.cancel(t);
+        }
+        if let Phase::Parked(p) = std::mem::replace(&mut conn.phase, Phase::Closing) {
+            self.leave_channels(&p.subs);
+        }
+        let _ = self.poll.registry().deregister(&mut conn.sock);
+        drop(conn);
+        self.resume_accepting();
+    }
+
+    fn drain_pending_input(&mut self) {
+        while let Some(key) = self.pending_input.pop() {
+            self.process_input(key);
+        }
+    }
+
+    fn channel_expiry(&mut self, key: Key) {
+        let ttl = ms(self.config.channel_ttl);
+        let Some(ch) = self.channels.get(key) else {
+            return;
+        };
+        let idle_since = ch.last_active_ms;
+        let next = if !ch.subs.is_empty() {
+            self.now + ttl
+        } else if self.now >= idle_since + ttl {
+            log::debug!("channel {} expired", ch.name());
+            self.channels.remove(key);
+            return;
+        } else {
+            idle_since + ttl
+        };
+        self.wheel.insert(next, TimerKind::Channel(key));
+    }
+}

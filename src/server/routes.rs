@@ -1,0 +1,111 @@
+//! Which handler serves which request: paths per listener, allowed methods (405 with
+//! `Allow`), CORS preflight, unknown paths (404). Handlers live in `longpoll` and `admin`.
+
+use bytes::Bytes;
+
+use super::Server;
+use crate::handle::Key;
+use crate::http::query::Query;
+use crate::http::request::{Head, Method};
+use crate::http::response::{self, Cors};
+use crate::http::HttpError;
+
+/// What a path names.
+#[derive(Debug, PartialEq, Eq)]
+enum Endpoint<'a> {
+    /// `GET /poll` (public).
+    Poll,
+    /// `POST /pub` (admin).
+    Publish,
+    /// `GET /channels/NAME` (admin).
+    Channel(&'a str),
+    /// `GET /healthz` (admin).
+    Healthz,
+}
+
+impl Endpoint<'_> {
+    fn parse(admin: bool, path: &str) -> Option<Endpoint<'_>> {
+        if !admin {
+            return match path {
+                "/poll" => Some(Endpoint::Poll),
+                _ => None,
+            };
+        }
+        match path {
+            "/pub" => Some(Endpoint::Publish),
+            "/healthz" => Some(Endpoint::Healthz),
+            _ => path
+                .strip_prefix("/channels/")
+                .filter(|n| !n.is_empty())
+                .map(Endpoint::Channel),
+        }
+    }
+
+    fn method(&self) -> (Method, &'static str) {
+        match self {
+            Endpoint::Publish => (Method::Post, "POST, OPTIONS"),
+            Endpoint::Poll | Endpoint::Channel(_) | Endpoint::Healthz => {
+                (Method::Get, "GET, OPTIONS")
+            }
+        }
+    }
+}
+
+impl Server {
+    /// Dispatches one whole request.
+    pub(super) fn route(&mut self, key: Key, head: Head, body: Bytes, cors: Cors) {
+        let Some(admin) = self.conns.get(key).map(|c| c.admin) else {
+            return;
+        };
+        let Some(endpoint) = Endpoint::parse(admin, &head.path) else {
+            return self.respond_error(key, &head, HttpError::new(404, "not found"), &cors, "");
+        };
+        let (method, allow) = endpoint.method();
+        if head.method == Method::Options {
+            let extra = format!(
+                "Allow: {allow}\r\nAccess-Control-Allow-Methods: {allow}\r\nAccess-Control-Allow-Headers: Content-Type, Authorization, Last-Event-ID\r\nAccess-Control-Max-Age: 86400\r\n"
+            );
+            let h = response::head(204, "", 0, head.keep_alive, &cors, &extra);
+            return self.respond(key, [h], head.keep_alive);
+        }
+        if head.method != method {
+            let extra = format!("Allow: {allow}\r\n");
+            let e = HttpError::new(405, "method not allowed");
+            return self.respond_error(key, &head, e, &cors, &extra);
+        }
+        let query = match Query::parse(&head.query) {
+            Ok(q) => q,
+            Err(e) => return self.respond_error(key, &head, e, &cors, ""),
+        };
+        match endpoint {
+            Endpoint::Poll => self.handle_poll(key, &head, &query, cors),
+            Endpoint::Publish => self.handle_publish(key, &head, &query, body, cors),
+            Endpoint::Channel(name) => self.handle_channel_info(key, &head, name, cors),
+            Endpoint::Healthz => {
+                let body = Bytes::from_static(b"ok\n");
+                let h = response::head(200, "text/plain", body.len(), head.keep_alive, &cors, "");
+                self.respond(key, [h, body], head.keep_alive);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_per_listener() {
+        assert_eq!(Endpoint::parse(false, "/poll"), Some(Endpoint::Poll));
+        assert_eq!(Endpoint::parse(true, "/poll"), None);
+        assert_eq!(Endpoint::parse(false, "/pub"), None);
+        assert_eq!(Endpoint::parse(true, "/pub"), Some(Endpoint::Publish));
+        assert_eq!(
+            Endpoint::parse(true, "/channels/a"),
+            Some(Endpoint::Channel("a"))
+        );
+        assert_eq!(Endpoint::parse(true, "/channels/"), None);
+        assert_eq!(Endpoint::parse(true, "/healthz"), Some(Endpoint::Healthz));
+        assert_eq!(Endpoint::parse(false, "/healthz"), None);
+    }
+}
