@@ -102,7 +102,8 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Status, HttpError> {
         "OPTIONS" => Method::Options,
         _ => Method::Other,
     };
-    if !target.starts_with('/') && !(method == Method::Options && target == "*") {
+    let path_like = target.starts_with('/') || method == Method::Options && target == "*";
+    if !path_like {
         return Err(HttpError::new(400, "request target must be a path"));
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
