@@ -101,8 +101,8 @@ pub struct Config {
     #[arg(long, default_value_t = 1_000_000)]
     pub max_conns: usize,
 
-    /// A connection whose unsent output passes this is closed (pipelined requests wait
-    /// below it).
+    /// Unsent response bytes per connection past which its further pipelined requests
+    /// wait until the client reads (back-pressure).
     #[arg(long, default_value = "256k", value_parser = parse_size)]
     pub max_pending_bytes: usize,
 

@@ -29,11 +29,40 @@ pub struct Sub {
     pub slot: u32,
 }
 
+/// The channels a parked request waits on. Most wait on one, kept inline so a parked
+/// poll needs no heap block for it.
+#[derive(Debug)]
+pub enum Subs {
+    /// One channel.
+    One(Sub),
+    /// Several channels.
+    Many(Box<[Sub]>),
+}
+
+impl Subs {
+    /// From a list of memberships.
+    pub fn from_vec(mut v: Vec<Sub>) -> Subs {
+        if v.len() == 1 {
+            Subs::One(v.remove(0))
+        } else {
+            Subs::Many(v.into_boxed_slice())
+        }
+    }
+
+    /// All memberships.
+    pub fn as_slice(&self) -> &[Sub] {
+        match self {
+            Subs::One(s) => std::slice::from_ref(s),
+            Subs::Many(v) => v,
+        }
+    }
+}
+
 /// A long-poll waiting for a message: everything needed to answer it later.
 #[derive(Debug)]
 pub struct Parked {
     /// Channels it waits on.
-    pub subs: Vec<Sub>,
+    pub subs: Subs,
     /// Sent back in `X-Comet-Client`.
     pub client: ClientId,
     /// JSONP callback, if any.

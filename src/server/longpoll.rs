@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use super::conn::{Parked, Phase, Sub};
+use super::conn::{Parked, Phase, Sub, Subs};
 use super::{ms, Server, TimerKind};
 use crate::handle::Key;
 use crate::http::query::Query;
@@ -94,7 +94,7 @@ impl Server {
             return Ok(());
         };
         conn.phase = Phase::Parked(Parked {
-            subs,
+            subs: Subs::from_vec(subs),
             client,
             cb,
             cors: cors.clone(),
@@ -117,7 +117,7 @@ impl Server {
         if let Some(t) = conn.timer.take() {
             self.wheel.cancel(t);
         }
-        self.leave_channels(&p.subs);
+        self.leave_channels(p.subs.as_slice());
         self.write_poll_answer(
             key,
             events,

@@ -355,7 +355,7 @@ impl Server {
             self.wheel.cancel(t);
         }
         if let Phase::Parked(p) = std::mem::replace(&mut conn.phase, Phase::Closing) {
-            self.leave_channels(&p.subs);
+            self.leave_channels(p.subs.as_slice());
         }
         let _ = self.poll.registry().deregister(&mut conn.sock);
         drop(conn);

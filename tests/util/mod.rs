@@ -145,6 +145,15 @@ impl Conn {
         }
     }
 
+    /// Wraps an already connected socket.
+    pub fn from_stream(sock: TcpStream) -> Conn {
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        Conn {
+            sock,
+            buf: Vec::new(),
+        }
+    }
+
     pub fn send(&mut self, raw: &str) {
         self.sock.write_all(raw.as_bytes()).expect("send");
     }

@@ -1,0 +1,151 @@
+//! Measures the gateway's user-space memory per parked long-poll: starts the binary as a
+//! child, parks N polls (default 10,000; `COMET_MEM_POLLS` to change), and divides the
+//! growth of its resident set by N. A measurement, not a pass/fail check of speed, so it
+//! is ignored in the normal run:
+//!
+//! `cargo test --release --test memory -- --ignored --nocapture`
+
+mod util;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+use util::{send_poll, wait_until, Conn};
+
+struct Gateway(Child);
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+fn subscribers(admin: SocketAddr, name: &str) -> u64 {
+    let r = util::get(admin, &format!("/channels/{name}"));
+    if r.status == 404 {
+        return 0;
+    }
+    r.json()["subscribers"].as_u64().unwrap()
+}
+
+#[test]
+#[ignore = "a measurement; run with --ignored --nocapture"]
+fn rss_per_parked_poll() {
+    let n: usize = std::env::var("COMET_MEM_POLLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let bin = env!("CARGO_BIN_EXE_comet-gateway");
+    let mut child = Command::new(bin)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--poll-timeout", "10m"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let gw = Gateway(child);
+    let line = lines
+        .find(|l| l.as_ref().is_ok_and(|l| l.contains("listening:")))
+        .expect("started")
+        .unwrap();
+    let addrs: Vec<SocketAddr> = line
+        .split("http://")
+        .skip(1)
+        .map(|a| a.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    let (public, admin) = (addrs[0], addrs[1]);
+    // Warm up: create the channel, park and answer a few polls, so the measured growth is
+    // the polls and not first-use allocations.
+    let mut warm: Vec<Conn> = (0..100).map(|_| Conn::open(public)).collect();
+    for c in &mut warm {
+        send_poll(c, "channel=mem");
+    }
+    wait_until("warm-up parked", || subscribers(admin, "mem") == 100);
+    let r = util::request(
+        admin,
+        "POST /pub?channel=mem HTTP/1.1\r\nContent-Length: 1\r\n\r\nw",
+    );
+    assert_eq!(r.status, 200);
+    drop(warm);
+    wait_until("warm-up gone", || subscribers(admin, "mem") == 0);
+    let before = rss_kib(gw.0.id());
+    // Spread the client ends over several source addresses so ports never run short.
+    let mut conns = Vec::with_capacity(n);
+    for i in 0..n {
+        let src: SocketAddr = format!("127.0.0.{}:0", 2 + i % 8).parse().unwrap();
+        let sock = socket_from(src, public);
+        let mut c = Conn::from_stream(sock);
+        send_poll(&mut c, "channel=mem");
+        conns.push(c);
+    }
+    wait_until("all polls parked", || subscribers(admin, "mem") == n as u64);
+    let after = rss_kib(gw.0.id());
+    let per = (after.saturating_sub(before) * 1024) as f64 / n as f64;
+    println!(
+        "parked polls: {n}; gateway RSS before {before} KiB, after {after} KiB; {per:.0} bytes per parked poll"
+    );
+    // Every poll is still answered.
+    let r = util::request(
+        admin,
+        "POST /pub?channel=mem HTTP/1.1\r\nContent-Length: 1\r\n\r\nz",
+    );
+    assert_eq!(r.status, 200);
+    for c in &mut conns {
+        assert_eq!(c.response().events()[0]["data"], "z");
+    }
+}
+
+/// Connects from a chosen source address (bind before connect) using std only.
+fn socket_from(src: SocketAddr, dst: SocketAddr) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    extern "C" {
+        fn socket(domain: i32, ty: i32, proto: i32) -> i32;
+        fn bind(fd: i32, addr: *const u8, len: u32) -> i32;
+    }
+    let (SocketAddr::V4(s), SocketAddr::V4(_)) = (src, dst) else {
+        panic!("IPv4 only")
+    };
+    // struct sockaddr_in: family (u16, host order), port (be), addr (be), zero[8].
+    let mut sa = [0u8; 16];
+    sa[0..2].copy_from_slice(&2u16.to_ne_bytes());
+    sa[2..4].copy_from_slice(&s.port().to_be_bytes());
+    sa[4..8].copy_from_slice(&s.ip().octets());
+    // AF_INET = 2, SOCK_STREAM = 1.
+    let fd = unsafe { socket(2, 1, 0) };
+    assert!(fd >= 0, "socket failed");
+    assert_eq!(unsafe { bind(fd, sa.as_ptr(), 16) }, 0, "bind {src} failed");
+    let sock = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    connect_existing(&sock, dst);
+    sock
+}
+
+fn connect_existing(sock: &std::net::TcpStream, dst: SocketAddr) {
+    use std::os::fd::AsRawFd;
+    extern "C" {
+        fn connect(fd: i32, addr: *const u8, len: u32) -> i32;
+    }
+    let SocketAddr::V4(d) = dst else {
+        panic!("IPv4 only")
+    };
+    let mut sa = [0u8; 16];
+    sa[0..2].copy_from_slice(&2u16.to_ne_bytes());
+    sa[2..4].copy_from_slice(&d.port().to_be_bytes());
+    sa[4..8].copy_from_slice(&d.ip().octets());
+    assert_eq!(
+        unsafe { connect(sock.as_raw_fd(), sa.as_ptr(), 16) },
+        0,
+        "connect {dst}"
+    );
+}
