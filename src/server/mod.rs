@@ -317,6 +317,11 @@ impl Server {
                 let Some(conn) = self.conns.get_mut(key) else {
                     return;
                 };
+                // Timers fired in one batch are handled one by one; if handling an earlier
+                // one gave this connection a new timer, this firing is stale.
+                if conn.timer.is_some_and(|t| self.wheel.deadline(t).is_some()) {
+                    return;
+                }
                 conn.timer = None;
                 if matches!(conn.phase, Phase::Parked(_)) {
                     self.answer_poll(key, &[bytes::Bytes::from_static(crate::event::NOOP)]);
