@@ -7,19 +7,9 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 
-use util::{send_poll, wait_until, Conn};
-
-struct Gateway(Child);
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use util::{send_poll, wait_until, ChildGateway, Conn};
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -45,27 +35,8 @@ fn rss_per_parked_poll() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let bin = env!("CARGO_BIN_EXE_comet-gateway");
-    let mut child = Command::new(bin)
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args(["--poll-timeout", "10m"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let gw = Gateway(child);
-    let line = lines
-        .find(|l| l.as_ref().is_ok_and(|l| l.contains("listening:")))
-        .expect("started")
-        .unwrap();
-    let addrs: Vec<SocketAddr> = line
-        .split("http://")
-        .skip(1)
-        .map(|a| a.split_whitespace().next().unwrap().parse().unwrap())
-        .collect();
-    let (public, admin) = (addrs[0], addrs[1]);
+    let gw = ChildGateway::spawn(None, &["--poll-timeout", "10m"]);
+    let (public, admin) = (gw.public, gw.admin);
     // Warm up: create the channel, park and answer a few polls, so the measured growth is
     // the polls and not first-use allocations.
     let mut warm: Vec<Conn> = (0..100).map(|_| Conn::open(public)).collect();
@@ -80,7 +51,7 @@ fn rss_per_parked_poll() {
     assert_eq!(r.status, 200);
     drop(warm);
     wait_until("warm-up gone", || subscribers(admin, "mem") == 0);
-    let before = rss_kib(gw.0.id());
+    let before = rss_kib(gw.pid());
     // Spread the client ends over several source addresses so ports never run short.
     let mut conns = Vec::with_capacity(n);
     for i in 0..n {
@@ -91,7 +62,7 @@ fn rss_per_parked_poll() {
         conns.push(c);
     }
     wait_until("all polls parked", || subscribers(admin, "mem") == n as u64);
-    let after = rss_kib(gw.0.id());
+    let after = rss_kib(gw.pid());
     let per = (after.saturating_sub(before) * 1024) as f64 / n as f64;
     println!(
         "parked polls: {n}; gateway RSS before {before} KiB, after {after} KiB; {per:.0} bytes per parked poll"

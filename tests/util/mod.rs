@@ -248,3 +248,87 @@ pub fn get(addr: SocketAddr, path: &str) -> Response {
 pub fn send_poll(conn: &mut Conn, query: &str) {
     conn.send(&format!("GET /poll?{query} HTTP/1.1\r\nHost: t\r\n\r\n"));
 }
+
+/// The gateway binary running as a child process (killed when dropped), with its stderr
+/// collected line by line.
+pub struct ChildGateway {
+    pub child: std::process::Child,
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ChildGateway {
+    /// Starts `comet-gateway` on ephemeral ports with `args`, under `ulimit -n` when given.
+    pub fn spawn(fd_limit: Option<u32>, args: &[&str]) -> ChildGateway {
+        use std::io::BufRead;
+        let bin = env!("CARGO_BIN_EXE_comet-gateway");
+        let mut cmd = String::new();
+        if let Some(n) = fd_limit {
+            cmd.push_str(&format!("ulimit -n {n} && "));
+        }
+        cmd.push_str(&format!(
+            "exec '{bin}' --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 {}",
+            args.join(" ")
+        ));
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn gateway");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("listening:") {
+                    let _ = tx.send(line.clone());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let line = match rx.recv_timeout(WAIT) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("gateway did not start");
+            }
+        };
+        let addrs: Vec<SocketAddr> = line
+            .split("http://")
+            .skip(1)
+            .map(|a| a.split_whitespace().next().unwrap().parse().unwrap())
+            .collect();
+        ChildGateway {
+            child,
+            public: addrs[0],
+            admin: addrs[1],
+            log,
+        }
+    }
+
+    /// True once a log line contains `needle`.
+    pub fn logged(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ChildGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
