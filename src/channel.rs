@@ -4,6 +4,7 @@
 //! Pure state: the clock comes in as arguments, and nothing here touches a socket. The
 //! registry of all channels (creation, caps, expiry) is in `channels.rs`.
 
+use std::cell::OnceCell;
 use std::collections::VecDeque;
 
 use bytes::Bytes;
@@ -21,6 +22,27 @@ pub struct Message {
     pub at_ms: u64,
     /// The `data` event, script-safe JSON.
     pub json: Bytes,
+    /// The ndjson chunk, made on first use by a `/stream` subscriber.
+    pub ndjson: OnceCell<Bytes>,
+    /// The EventSource chunk for subscribers of this channel alone (their `id:` is this
+    /// channel's cursor), made on first use.
+    pub sse_single: OnceCell<Bytes>,
+    /// The EventSource `data:` part for subscribers of several channels, made on first use.
+    pub sse_data: OnceCell<Bytes>,
+}
+
+impl Message {
+    /// A message with no stream encodings made yet.
+    pub fn new(seq: u64, at_ms: u64, json: Bytes) -> Message {
+        Message {
+            seq,
+            at_ms,
+            json,
+            ndjson: OnceCell::new(),
+            sse_single: OnceCell::new(),
+            sse_data: OnceCell::new(),
+        }
+    }
 }
 
 /// What a subscriber must be told before the messages that follow its cursor.
@@ -121,11 +143,11 @@ impl Channel {
             self.buf.pop_front();
             evicted += 1;
         }
-        self.buf.push_back(Message {
+        self.buf.push_back(Message::new(
             seq,
-            at_ms: now_ms,
-            json: event::data(&self.name, seq, payload),
-        });
+            now_ms,
+            event::data(&self.name, seq, payload),
+        ));
         let m = self.buf.back().expect("just pushed");
         debug_assert_eq!(
             self.oldest_seq() + self.buf.len() as u64,
@@ -189,6 +211,11 @@ impl Channel {
                 seq: s,
             },
         }
+    }
+
+    /// The newest buffered message.
+    pub fn newest(&self) -> Option<&Message> {
+        self.buf.back()
     }
 
     /// The buffered messages from `seq` on, oldest first.

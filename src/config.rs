@@ -85,6 +85,19 @@ pub struct Config {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub poll_timeout: Duration,
 
+    /// A stream idle this long gets a heartbeat (`noop`, or an SSE comment).
+    #[arg(long, default_value = "25s", value_parser = parse_duration)]
+    pub heartbeat: Duration,
+
+    /// A stream is ended with `reconnect` (carrying its cursor) after this long.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub stream_max_age: Duration,
+
+    /// A long-poll session not polled again within this is forgotten [default: 2 x
+    /// --poll-timeout].
+    #[arg(long, value_parser = parse_duration)]
+    pub session_timeout: Option<Duration>,
+
     /// Largest request head accepted, in bytes (431 past it).
     #[arg(long, default_value = "8192", value_parser = parse_size)]
     pub max_header_bytes: usize,
@@ -101,8 +114,8 @@ pub struct Config {
     #[arg(long, default_value_t = 1_000_000)]
     pub max_conns: usize,
 
-    /// Unsent response bytes per connection past which its further pipelined requests
-    /// wait until the client reads (back-pressure).
+    /// A subscriber whose unsent output passes this is sent `error` (if it fits) and
+    /// closed; on other connections, pipelined requests wait below it.
     #[arg(long, default_value = "256k", value_parser = parse_size)]
     pub max_pending_bytes: usize,
 
@@ -118,6 +131,11 @@ impl Default for Config {
 }
 
 impl Config {
+    /// `--session-timeout`, or its default of twice the poll timeout.
+    pub fn session_timeout(&self) -> Duration {
+        self.session_timeout.unwrap_or(self.poll_timeout * 2)
+    }
+
     /// A configuration with the defaults, except both listeners on ephemeral loopback
     /// ports: what tests and benches start from.
     pub fn ephemeral() -> Self {

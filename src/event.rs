@@ -90,6 +90,44 @@ pub fn reset(channel: &str, seq: u64) -> Bytes {
     out.freeze()
 }
 
+/// `{"type":"hello","client":ID,"cursor":C}`: the first event of every stream.
+pub fn hello(client: &str, cursor: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(client.len() + cursor.len() + 48);
+    out.put_slice(b"{\"type\":\"hello\",\"client\":");
+    push_json_str(&mut out, client);
+    out.put_slice(b",\"cursor\":");
+    push_json_str(&mut out, cursor);
+    out.put_u8(b'}');
+    out.freeze()
+}
+
+/// `{"type":"reconnect","cursor":C}`: the server ends the stream; resume from C.
+pub fn reconnect(cursor: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(cursor.len() + 40);
+    out.put_slice(b"{\"type\":\"reconnect\",\"cursor\":");
+    push_json_str(&mut out, cursor);
+    out.put_u8(b'}');
+    out.freeze()
+}
+
+/// `{"type":"close","channel":C}`: the channel was deleted or the subscriber closed.
+pub fn close(channel: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(channel.len() + 40);
+    out.put_slice(b"{\"type\":\"close\",\"channel\":");
+    push_json_str(&mut out, channel);
+    out.put_u8(b'}');
+    out.freeze()
+}
+
+/// `{"type":"error","message":M}`: the server closes the stream because of an error.
+pub fn error_event(message: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(message.len() + 40);
+    out.put_slice(b"{\"type\":\"error\",\"message\":");
+    push_json_str(&mut out, message);
+    out.put_u8(b'}');
+    out.freeze()
+}
+
 /// `{"type":"noop"}`.
 pub const NOOP: &[u8] = b"{\"type\":\"noop\"}";
 
@@ -158,5 +196,14 @@ mod tests {
         let e: serde_json::Value = serde_json::from_slice(&error_body("bad <x>")).unwrap();
         assert_eq!(e["error"], "bad <x>");
         let _: serde_json::Value = serde_json::from_slice(NOOP).unwrap();
+        for b in [
+            hello("id", "a:1,b:2"),
+            reconnect("a:3"),
+            close("a"),
+            error_event("slow"),
+        ] {
+            let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+            assert!(v["type"].is_string());
+        }
     }
 }

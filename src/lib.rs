@@ -14,6 +14,7 @@
 //! - [`channels`]: the registry of channels, creation caps, first seqs.
 //! - [`subscription`]: the `channel`/`seq`/`cb`/`client` parameters of subscribe requests.
 //! - [`event`]: the JSON events, script-safe.
+//! - [`transport`]: the chunked wire formats of `/stream`, `/iframe`, `/events`.
 //! - [`timer`]: the hierarchical timer wheel that holds every timeout.
 //! - [`handle`]: generation-checked slab keys.
 #![deny(missing_docs)]
@@ -27,6 +28,7 @@ pub mod http;
 pub mod server;
 pub mod subscription;
 pub mod timer;
+pub mod transport;
 
 pub use config::Config;
 pub use server::{Server, ShutdownHandle, Stats};

@@ -46,6 +46,8 @@ pub struct Head {
     pub expect_continue: bool,
     /// The `Origin` header, for CORS.
     pub origin: Option<String>,
+    /// EventSource's `Last-Event-ID` header (a cursor).
+    pub last_event_id: Option<String>,
     /// Length of the head in bytes, including the blank line.
     pub len: usize,
 }
@@ -113,6 +115,7 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Status, HttpError> {
     let mut chunked = false;
     let mut expect_continue = false;
     let mut origin = None;
+    let mut last_event_id = None;
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -140,6 +143,8 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Status, HttpError> {
             expect_continue = header_tokens(h.value).any(|t| t == "100-continue");
         } else if name.eq_ignore_ascii_case("origin") {
             origin = std::str::from_utf8(h.value).ok().map(str::to_owned);
+        } else if name.eq_ignore_ascii_case("last-event-id") {
+            last_event_id = std::str::from_utf8(h.value).ok().map(str::to_owned);
         }
     }
     if chunked {
@@ -162,6 +167,7 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Status, HttpError> {
         content_length: content_length.unwrap_or(0),
         expect_continue,
         origin,
+        last_event_id,
         len,
     }))
 }

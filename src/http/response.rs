@@ -100,6 +100,21 @@ pub fn head(
     out.freeze()
 }
 
+/// The head of a streaming response: chunked, never cached, never buffered by proxies
+/// (`X-Accel-Buffering: no`), and closed when the stream ends.
+pub fn stream_head(content_type: &str, cors: &Cors, extra: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(256 + extra.len());
+    out.put_slice(b"HTTP/1.1 200 OK\r\nContent-Type: ");
+    out.put_slice(content_type.as_bytes());
+    out.put_slice(
+        b"\r\nTransfer-Encoding: chunked\r\nCache-Control: no-store\r\nX-Accel-Buffering: no\r\n",
+    );
+    cors.put(&mut out);
+    out.put_slice(extra.as_bytes());
+    out.put_slice(b"Connection: close\r\n\r\n");
+    out.freeze()
+}
+
 /// A JSON error response: head and body.
 pub fn error(status: u16, message: &str, keep_alive: bool, cors: &Cors, extra: &str) -> [Bytes; 2] {
     let body = event::error_body(message);

@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 
-use super::{ms, Server};
+use super::conn::Phase;
+use super::{ms, stream, Server};
 use crate::channel::valid_name;
 use crate::handle::Key;
 use crate::http::query::Query;
@@ -77,7 +78,8 @@ impl Server {
         })
     }
 
-    /// Appends `payload` to a channel and answers every poll parked on it. Returns the seq.
+    /// Appends `payload` to a channel, answers every poll parked on it and sends it down
+    /// every stream that receives it. Returns the seq.
     pub fn publish(&mut self, ck: Key, payload: &str) -> Option<u64> {
         let ttl = ms(self.config.message_ttl);
         let cap = self.config.buffer as usize;
@@ -90,8 +92,28 @@ impl Server {
         let mut subs = std::mem::take(&mut self.fanout);
         subs.clear();
         subs.extend(ch.subs.iter().map(|(_, k)| *k));
-        for &sub in &subs {
-            self.answer_poll(sub, std::slice::from_ref(&json));
+        let mut parked = Vec::new();
+        let mut streams = Vec::new();
+        if let Some(msg) = self.channels.get(ck).and_then(|c| c.newest()) {
+            for &sub in &subs {
+                let Some(conn) = self.conns.get_mut(sub) else {
+                    continue;
+                };
+                if let Phase::Parked(p) = &mut conn.phase {
+                    if let Some(s) = p.subs.find_mut(ck) {
+                        s.next = seq + 1;
+                    }
+                    parked.push(sub);
+                } else if stream::deliver(conn, &self.channels, ck, msg, self.now) {
+                    streams.push(sub);
+                }
+            }
+        }
+        for sub in parked {
+            self.answer_poll(sub, std::slice::from_ref(&json), false);
+        }
+        for sub in streams {
+            self.flush_stream(sub);
         }
         self.fanout = subs;
         Some(seq)

@@ -16,17 +16,20 @@ use crate::handle::Key;
 use crate::http::response::Cors;
 use crate::subscription::ClientId;
 use crate::timer::TimerKey;
+use crate::transport::Format;
 
 /// How many queued buffers one `writev` takes at most.
 const MAX_IOVECS: usize = 64;
 
-/// Membership of a parked request in one channel's subscriber list.
+/// Membership of a subscriber connection in one channel's subscriber list.
 #[derive(Clone, Copy, Debug)]
 pub struct Sub {
     /// The channel.
     pub channel: Key,
     /// This connection's slot in the channel's subscriber slab.
     pub slot: u32,
+    /// The next seq this subscriber wants from the channel (its cursor).
+    pub next: u64,
 }
 
 /// The channels a parked request waits on. Most wait on one, kept inline so a parked
@@ -56,6 +59,56 @@ impl Subs {
             Subs::Many(v) => v,
         }
     }
+
+    /// The membership in `channel`.
+    pub fn find_mut(&mut self, channel: Key) -> Option<&mut Sub> {
+        match self {
+            Subs::One(s) => Some(s).filter(|s| s.channel == channel),
+            Subs::Many(v) => v.iter_mut().find(|s| s.channel == channel),
+        }
+    }
+
+    /// Adds a membership.
+    pub fn push(&mut self, sub: Sub) {
+        let mut v = std::mem::replace(self, Subs::Many(Box::new([]))).into_vec();
+        v.push(sub);
+        *self = Subs::from_vec(v);
+    }
+
+    /// Removes the membership in `channel`, if any.
+    pub fn remove(&mut self, channel: Key) -> Option<Sub> {
+        let mut v = std::mem::replace(self, Subs::Many(Box::new([]))).into_vec();
+        let removed = v
+            .iter()
+            .position(|s| s.channel == channel)
+            .map(|i| v.remove(i));
+        *self = Subs::from_vec(v);
+        removed
+    }
+
+    fn into_vec(self) -> Vec<Sub> {
+        match self {
+            Subs::One(s) => vec![s],
+            Subs::Many(v) => v.into_vec(),
+        }
+    }
+}
+
+/// A streaming response in progress (`/stream`, `/iframe`, `/events`).
+#[derive(Debug)]
+pub struct Stream {
+    /// Its wire format.
+    pub format: Format,
+    /// Channels it receives, each with its cursor.
+    pub subs: Subs,
+    /// Its id for control requests.
+    pub client: ClientId,
+    /// The iframe callback (empty for other formats).
+    pub cb: Box<str>,
+    /// When it started (reactor ms), for `--stream-max-age`.
+    pub started_ms: u64,
+    /// When it last sent anything (reactor ms), for heartbeats.
+    pub last_write_ms: u64,
 }
 
 /// A long-poll waiting for a message: everything needed to answer it later.
@@ -82,6 +135,8 @@ pub enum Phase {
     Idle,
     /// A long-poll waits for a message; the poll timer runs.
     Parked(Parked),
+    /// A streaming response is open; the timer is its heartbeat or its end of life.
+    Streaming(Stream),
     /// The last response is queued; close once it is written.
     Closing,
 }

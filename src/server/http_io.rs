@@ -63,6 +63,12 @@ impl Server {
             };
             match conn.phase {
                 Phase::Parked(_) | Phase::Closing => return,
+                // A stream's client has nothing more to say; what it sends is dropped.
+                Phase::Streaming(_) => {
+                    conn.rbuf.clear();
+                    conn.shrink();
+                    return;
+                }
                 Phase::Head | Phase::Idle => {}
             }
             if conn.pending > max_pending {

@@ -7,8 +7,10 @@
 
 use bytes::Bytes;
 
+use super::clients::{ClientRef, Cursors};
 use super::conn::{Parked, Phase, Sub, Subs};
 use super::{ms, Server, TimerKind};
+use crate::event;
 use crate::handle::Key;
 use crate::http::query::Query;
 use crate::http::request::Head;
@@ -56,37 +58,64 @@ impl Server {
     }
 
     fn try_poll(&mut self, key: Key, head: &Head, q: &Query, cors: &Cors) -> Result<(), HttpError> {
-        let wanted = subscription::parse_channels(q, self.config.max_channels_per_subscriber)?;
-        let cb = subscription::parse_callback(q)?;
-        let client = match q.get("client") {
-            Some(text) => {
-                ClientId::parse(text).ok_or(HttpError::new(400, "bad client id (32 hex digits)"))?
-            }
-            None => ClientId::random()?,
+        let max = self.config.max_channels_per_subscriber;
+        let requested = if q.get("channel").is_some() {
+            subscription::parse_channels(q, max)?
+        } else {
+            Vec::new()
         };
-        let keys = self.open_channels(wanted.iter().map(|w| w.channel.as_str()))?;
+        let cb = subscription::parse_callback(q)?;
+        // The session: resumed from `client=`, or new.
+        let (client, mut channels) = match q.get("client") {
+            Some(text) => {
+                let id = ClientId::parse(text)
+                    .ok_or(HttpError::new(400, "bad client id (32 hex digits)"))?;
+                self.resume_session(id)?
+            }
+            None => (ClientId::random()?, Vec::new()),
+        };
+        // The request's cursors win over the session's; channels it adds join it.
+        for w in requested {
+            match channels.iter_mut().find(|(n, _)| **n == *w.channel) {
+                Some(entry) => entry.1 = w.seq.or(entry.1),
+                None => channels.push((w.channel.into(), w.seq)),
+            }
+        }
+        if channels.is_empty() {
+            return Err(HttpError::new(400, "missing channel"));
+        }
+        if channels.len() > max {
+            return Err(HttpError::new(400, "too many channels in one request"));
+        }
+        let keys = self.open_channels(channels.iter().map(|(n, _)| &**n))?;
         let ttl = ms(self.config.message_ttl);
         let mut events = Vec::new();
-        for (w, &ck) in wanted.iter().zip(&keys) {
+        let mut subs = Vec::with_capacity(keys.len());
+        for ((_, seq), &ck) in channels.iter().zip(&keys) {
             let Some(ch) = self.channels.get_mut(ck) else {
                 continue;
             };
             self.stats.evicted += ch.expire_messages(self.now, ttl) as u64;
-            let start = ch.start(w.seq);
+            let start = ch.start(*seq);
             if let Some(n) = start.notice {
                 events.push(ch.notice_event(n));
             }
             events.extend(ch.messages_from(start.seq).map(|m| m.json.clone()));
+            // After this answer (or while parked) the cursor is at the channel's head.
+            subs.push(Sub {
+                channel: ck,
+                slot: u32::MAX,
+                next: ch.next_seq(),
+            });
         }
         if !events.is_empty() {
             self.write_poll_answer(key, &events, cb.as_deref(), client, cors, head.keep_alive);
+            self.detach_session(client, &subs);
             return Ok(());
         }
-        let mut subs = Vec::with_capacity(keys.len());
-        for ck in keys {
-            if let Some(ch) = self.channels.get_mut(ck) {
-                let slot = ch.subs.insert(key) as u32;
-                subs.push(Sub { channel: ck, slot });
+        for sub in &mut subs {
+            if let Some(ch) = self.channels.get_mut(sub.channel) {
+                sub.slot = ch.subs.insert(key) as u32;
             }
         }
         let Some(conn) = self.conns.get_mut(key) else {
@@ -101,12 +130,39 @@ impl Server {
             keep_alive: head.keep_alive,
         });
         conn.shrink();
+        self.clients.insert(client, ClientRef::Conn(key));
         self.set_conn_timer(key, self.config.poll_timeout);
         Ok(())
     }
 
-    /// Answers a parked poll with `events` and frees its place in every channel.
-    pub(super) fn answer_poll(&mut self, key: Key, events: &[Bytes]) {
+    /// The channels of the session `id` names, taken over by the poll now arriving. An
+    /// unknown or expired id starts a new session under a new id; a poll still parked
+    /// under the same id is answered with `noop` first (superseded).
+    fn resume_session(&mut self, id: ClientId) -> Result<(ClientId, Cursors), HttpError> {
+        if let Some(ClientRef::Conn(ck)) = self.clients.get(&id).copied() {
+            match self.conns.get(ck).map(|c| &c.phase) {
+                Some(Phase::Parked(_)) => {
+                    self.answer_poll(ck, &[Bytes::from_static(event::NOOP)], false)
+                }
+                _ => return Err(HttpError::new(400, "client id names a stream")),
+            }
+        }
+        match self.clients.get(&id).copied() {
+            Some(ClientRef::Session(sk)) => {
+                let s = self
+                    .take_session(sk)
+                    .map(|s| s.channels)
+                    .unwrap_or_default();
+                Ok((id, s))
+            }
+            _ => Ok((ClientId::random()?, Vec::new())),
+        }
+    }
+
+    /// Answers a parked poll with `events` and frees its place in every channel. With
+    /// `forget`, its session ends too (a control `close`); otherwise it waits for the next
+    /// poll, carrying the cursors of the parked request.
+    pub(super) fn answer_poll(&mut self, key: Key, events: &[Bytes], forget: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -118,6 +174,10 @@ impl Server {
             self.wheel.cancel(t);
         }
         self.leave_channels(p.subs.as_slice());
+        self.clients.remove(&p.client);
+        if !forget {
+            self.detach_session(p.client, p.subs.as_slice());
+        }
         self.write_poll_answer(
             key,
             events,
@@ -128,6 +188,32 @@ impl Server {
         );
         // Move on to Idle, or to a request that was pipelined behind the poll.
         self.pending_input.push(key);
+    }
+
+    /// Answers a parked poll with everything buffered on its channels: each cursor moves
+    /// to its channel's head first.
+    pub(super) fn answer_poll_caught_up(&mut self, key: Key, events: &[Bytes]) {
+        let Some(Phase::Parked(p)) = self.conns.get_mut(key).map(|c| &mut c.phase) else {
+            return;
+        };
+        let heads: Vec<u64> = p
+            .subs
+            .as_slice()
+            .iter()
+            .map(|s| {
+                self.channels
+                    .get(s.channel)
+                    .map_or(s.next, |c| c.next_seq())
+            })
+            .collect();
+        let mut v = std::mem::replace(&mut p.subs, Subs::from_vec(Vec::new()))
+            .as_slice()
+            .to_vec();
+        for (s, h) in v.iter_mut().zip(heads) {
+            s.next = h;
+        }
+        p.subs = Subs::from_vec(v);
+        self.answer_poll(key, events, false);
     }
 
     /// Removes a request from the subscriber lists of its channels.

@@ -9,14 +9,18 @@
 //!
 //! Children: `conn` (one connection's buffers and I/O), `http_io` (request framing and
 //! responses), `routes` (which handler serves which path), `longpoll` (parking and
-//! answering polls), `admin` (publishing and channel info).
+//! answering polls), `stream` (the streaming transports), `clients` (client ids, long-poll
+//! sessions between polls, control requests), `admin` (publishing and channel info).
 
 mod admin;
+mod clients;
 mod conn;
 mod http_io;
 mod longpoll;
 mod routes;
+mod stream;
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,8 +34,10 @@ use crate::channels::Channels;
 use crate::config::Config;
 use crate::handle::{GenSlab, Key};
 use crate::http::response;
+use crate::subscription::ClientId;
 use crate::timer::TimerWheel;
 
+use clients::{ClientRef, Session};
 use conn::{Conn, Phase};
 
 const PUBLIC: Token = Token(usize::MAX - 1);
@@ -51,6 +57,8 @@ enum TimerKind {
     Channel(Key),
     /// Try accepting again after descriptor exhaustion.
     AcceptRetry,
+    /// A long-poll session between polls has waited `--session-timeout`.
+    Session(Key),
 }
 
 /// Counters the server keeps (the management API exposes them in a later version).
@@ -66,6 +74,8 @@ pub struct Stats {
     pub published: u64,
     /// Messages evicted from a channel buffer (by size or ttl).
     pub evicted: u64,
+    /// Subscribers closed for passing `--max-pending-bytes`.
+    pub slow_consumers: u64,
 }
 
 /// Stops a running server from another thread.
@@ -92,6 +102,10 @@ pub struct Server {
     admin: TcpListener,
     conns: GenSlab<Conn>,
     channels: Channels,
+    /// Every live client id: a stream, a parked poll, or a poll session between polls.
+    clients: HashMap<ClientId, ClientRef>,
+    /// Long-poll sessions between two polls.
+    sessions: GenSlab<Session>,
     wheel: TimerWheel<TimerKind>,
     start: Instant,
     /// Reactor time in ms, updated after each wake-up.
@@ -144,6 +158,8 @@ impl Server {
             admin,
             conns: GenSlab::default(),
             channels: Channels::default(),
+            clients: HashMap::new(),
+            sessions: GenSlab::default(),
             wheel: TimerWheel::new(0),
             start: Instant::now(),
             now: 0,
@@ -323,15 +339,19 @@ impl Server {
                     return;
                 }
                 conn.timer = None;
-                if matches!(conn.phase, Phase::Parked(_)) {
-                    self.answer_poll(key, &[bytes::Bytes::from_static(crate::event::NOOP)]);
-                } else {
+                match conn.phase {
+                    Phase::Parked(_) => {
+                        let noop = bytes::Bytes::from_static(crate::event::NOOP);
+                        self.answer_poll(key, &[noop], false);
+                    }
+                    Phase::Streaming(_) => self.stream_tick(key),
                     // Header timeout, idle keep-alive timeout, or a final response the
                     // client never read.
-                    self.close(key);
+                    Phase::Head | Phase::Idle | Phase::Closing => self.close(key),
                 }
             }
             TimerKind::Channel(key) => self.channel_expiry(key),
+            TimerKind::Session(key) => self.session_expired(key),
             TimerKind::AcceptRetry => {
                 self.accept_retry_armed = false;
                 self.resume_accepting();
@@ -359,8 +379,17 @@ impl Server {
         if let Some(t) = conn.timer.take() {
             self.wheel.cancel(t);
         }
-        if let Phase::Parked(p) = std::mem::replace(&mut conn.phase, Phase::Closing) {
-            self.leave_channels(p.subs.as_slice());
+        match std::mem::replace(&mut conn.phase, Phase::Closing) {
+            // The client may poll again: its session outlives the connection.
+            Phase::Parked(p) => {
+                self.leave_channels(p.subs.as_slice());
+                self.detach_session(p.client, p.subs.as_slice());
+            }
+            Phase::Streaming(st) => {
+                self.leave_channels(st.subs.as_slice());
+                self.clients.remove(&st.client);
+            }
+            Phase::Head | Phase::Idle | Phase::Closing => {}
         }
         let _ = self.poll.registry().deregister(&mut conn.sock);
         drop(conn);

@@ -3,18 +3,24 @@
 
 use bytes::Bytes;
 
+use super::clients::Action;
 use super::Server;
 use crate::handle::Key;
 use crate::http::query::Query;
 use crate::http::request::{Head, Method};
 use crate::http::response::{self, Cors};
 use crate::http::HttpError;
+use crate::transport::Format;
 
 /// What a path names.
 #[derive(Debug, PartialEq, Eq)]
 enum Endpoint<'a> {
     /// `GET /poll` (public).
     Poll,
+    /// `GET /stream`, `/iframe`, `/events` (public).
+    Stream(Format),
+    /// `POST /clients/ID/ACTION` (public).
+    Control(&'a str, Action),
     /// `POST /pub` (admin).
     Publish,
     /// `GET /channels/NAME` (admin).
@@ -28,7 +34,14 @@ impl Endpoint<'_> {
         if !admin {
             return match path {
                 "/poll" => Some(Endpoint::Poll),
-                _ => None,
+                "/stream" => Some(Endpoint::Stream(Format::Ndjson)),
+                "/iframe" => Some(Endpoint::Stream(Format::Iframe)),
+                "/events" => Some(Endpoint::Stream(Format::Sse)),
+                _ => {
+                    let rest = path.strip_prefix("/clients/")?;
+                    let (id, action) = rest.split_once('/')?;
+                    Some(Endpoint::Control(id, Action::parse(action)?))
+                }
             };
         }
         match path {
@@ -43,8 +56,8 @@ impl Endpoint<'_> {
 
     fn method(&self) -> (Method, &'static str) {
         match self {
-            Endpoint::Publish => (Method::Post, "POST, OPTIONS"),
-            Endpoint::Poll | Endpoint::Channel(_) | Endpoint::Healthz => {
+            Endpoint::Publish | Endpoint::Control(..) => (Method::Post, "POST, OPTIONS"),
+            Endpoint::Poll | Endpoint::Stream(_) | Endpoint::Channel(_) | Endpoint::Healthz => {
                 (Method::Get, "GET, OPTIONS")
             }
         }
@@ -79,6 +92,10 @@ impl Server {
         };
         match endpoint {
             Endpoint::Poll => self.handle_poll(key, &head, &query, cors),
+            Endpoint::Stream(format) => self.handle_stream(key, &head, &query, cors, format),
+            Endpoint::Control(id, action) => {
+                self.handle_control(key, &head, &query, cors, id, action)
+            }
             Endpoint::Publish => self.handle_publish(key, &head, &query, body, cors),
             Endpoint::Channel(name) => self.handle_channel_info(key, &head, name, cors),
             Endpoint::Healthz => {
@@ -107,5 +124,15 @@ mod tests {
         assert_eq!(Endpoint::parse(true, "/channels/"), None);
         assert_eq!(Endpoint::parse(true, "/healthz"), Some(Endpoint::Healthz));
         assert_eq!(Endpoint::parse(false, "/healthz"), None);
+        assert_eq!(
+            Endpoint::parse(false, "/events"),
+            Some(Endpoint::Stream(Format::Sse))
+        );
+        assert_eq!(
+            Endpoint::parse(false, "/clients/ab/close"),
+            Some(Endpoint::Control("ab", Action::Close))
+        );
+        assert_eq!(Endpoint::parse(false, "/clients/ab/explode"), None);
+        assert_eq!(Endpoint::parse(true, "/clients/ab/close"), None);
     }
 }
