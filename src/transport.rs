@@ -35,7 +35,7 @@ pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 /// How long an EventSource waits before reconnecting, sent as `retry:` (ms).
 pub const SSE_RETRY_MS: u64 = 2000;
 /// The heartbeat of an EventSource stream: a comment, in its chunk.
-pub const SSE_HEARTBEAT: &[u8] = b"4\r\n:hb\n\r\n";
+pub const SSE_HEARTBEAT: &[u8] = b"5\r\n:hb\n\n\r\n";
 /// The iframe's closing of one script chunk.
 const IFRAME_SUFFIX: &[u8] = b");</script>\n\r\n";
 

@@ -148,15 +148,23 @@ impl Server {
                 let names: Vec<&str> = wanted.iter().map(|w| w.channel.as_str()).collect();
                 match target {
                     ClientRef::Session(sk) => {
+                        // "From now on" means from this request, not from the next poll:
+                        // pin it to the channel's head.
+                        let keys = self.open_channels(names.iter().copied())?;
+                        let heads: Vec<Option<u64>> = keys
+                            .iter()
+                            .map(|k| self.channels.get(*k).map(|c| c.next_seq()))
+                            .collect();
                         let max = self.config.max_channels_per_subscriber;
                         let s = self
                             .sessions
                             .get_mut(sk)
                             .ok_or(HttpError::new(404, "unknown client"))?;
-                        for w in &wanted {
+                        for (w, head) in wanted.iter().zip(heads) {
+                            let seq = w.seq.or(head);
                             match s.channels.iter_mut().find(|(n, _)| **n == *w.channel) {
                                 Some(entry) => entry.1 = w.seq.or(entry.1),
-                                None => s.channels.push((w.channel.as_str().into(), w.seq)),
+                                None => s.channels.push((w.channel.as_str().into(), seq)),
                             }
                         }
                         if s.channels.len() > max {
