@@ -4,6 +4,10 @@
 //! is ignored in the normal run:
 //!
 //! `cargo test --release --test memory -- --ignored --nocapture`
+//!
+//! `rss_per_idle_stream` does the same for open streams (`COMET_MEM_PATH`: `/stream`,
+//! `/iframe?cb=f` or `/events`; default all three in turn), each past its hello and
+//! buffered replay, idle.
 
 mod util;
 
@@ -119,4 +123,42 @@ fn connect_existing(sock: &std::net::TcpStream, dst: SocketAddr) {
         0,
         "connect {dst}"
     );
+}
+
+#[test]
+#[ignore = "a measurement; run with --ignored --nocapture"]
+fn rss_per_idle_stream() {
+    let n: usize = std::env::var("COMET_MEM_STREAMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let paths: Vec<String> = match std::env::var("COMET_MEM_PATH") {
+        Ok(p) => vec![p],
+        Err(_) => vec!["/stream".into(), "/iframe?cb=f".into(), "/events".into()],
+    };
+    for path in paths {
+        let gw = ChildGateway::spawn(None, &[]);
+        let (public, admin) = (gw.public, gw.admin);
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let open = |i: usize| {
+            let src: SocketAddr = format!("127.0.0.{}:0", 2 + i % 8).parse().unwrap();
+            let mut c = Conn::from_stream(socket_from(src, public));
+            c.send(&format!("GET {path}{sep}channel=mem HTTP/1.1\r\n\r\n"));
+            c
+        };
+        // Warm up as for polls.
+        let warm: Vec<Conn> = (0..100).map(open).collect();
+        wait_until("warm-up streams", || subscribers(admin, "mem") == 100);
+        drop(warm);
+        wait_until("warm-up gone", || subscribers(admin, "mem") == 0);
+        let before = rss_kib(gw.pid());
+        let conns: Vec<Conn> = (0..n).map(open).collect();
+        wait_until("all streams open", || subscribers(admin, "mem") == n as u64);
+        let after = rss_kib(gw.pid());
+        let per = (after.saturating_sub(before) * 1024) as f64 / n as f64;
+        println!(
+            "idle streams ({path}): {n}; gateway RSS before {before} KiB, after {after} KiB; {per:.0} bytes per idle stream"
+        );
+        drop(conns);
+    }
 }

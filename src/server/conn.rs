@@ -141,6 +141,17 @@ pub enum Phase {
     Closing,
 }
 
+/// A connection's buffers.
+#[derive(Default)]
+struct Io {
+    /// Received bytes not yet handled (a partial request, or pipelined ones).
+    rbuf: Vec<u8>,
+    /// Responses not yet written, in order.
+    wq: VecDeque<Bytes>,
+    /// Bytes in `wq`.
+    pending: usize,
+}
+
 /// A client connection.
 pub struct Conn {
     /// The socket.
@@ -149,13 +160,9 @@ pub struct Conn {
     pub admin: bool,
     /// The phase; decides what its timer means when it fires.
     pub phase: Phase,
-    /// Received bytes not yet handled (a partial request, or pipelined ones). Freed when
-    /// empty so an idle connection holds no buffer.
-    pub rbuf: Vec<u8>,
-    /// Responses not yet written, in order.
-    pub wq: VecDeque<Bytes>,
-    /// Bytes in `wq`.
-    pub pending: usize,
+    /// Input and output buffers, allocated while in use and freed when both are empty,
+    /// so an idle connection (a parked poll, a quiet stream) holds none.
+    io: Option<Box<Io>>,
     /// The one timer this connection has at a time (its meaning comes from `phase`).
     pub timer: Option<TimerKey>,
     /// `100 Continue` was sent for the request being received.
@@ -184,33 +191,66 @@ impl Conn {
             sock,
             admin,
             phase: Phase::Head,
-            rbuf: Vec::new(),
-            wq: VecDeque::new(),
-            pending: 0,
+            io: None,
             timer: None,
             continue_sent: false,
             peer_closed: false,
         }
     }
 
-    /// Queues bytes to send.
-    pub fn queue(&mut self, b: Bytes) {
-        if !b.is_empty() {
-            self.pending += b.len();
-            self.wq.push_back(b);
+    fn io_mut(&mut self) -> &mut Io {
+        self.io.get_or_insert_with(Default::default)
+    }
+
+    /// Received bytes not yet handled.
+    pub fn rbuf(&self) -> &[u8] {
+        self.io.as_ref().map_or(&[], |io| &io.rbuf)
+    }
+
+    /// Drops the first `n` received bytes (a handled request).
+    pub fn consume(&mut self, n: usize) {
+        if let Some(io) = &mut self.io {
+            io.rbuf.drain(..n);
         }
     }
 
-    /// Reads until `WouldBlock`, appending to `rbuf` through `scratch`.
+    /// Drops all received bytes.
+    pub fn clear_input(&mut self) {
+        if let Some(io) = &mut self.io {
+            io.rbuf.clear();
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.io.as_ref().map_or(0, |io| io.pending)
+    }
+
+    /// True when nothing waits to be written.
+    pub fn wq_is_empty(&self) -> bool {
+        self.io.as_ref().is_none_or(|io| io.wq.is_empty())
+    }
+
+    /// Queues bytes to send.
+    pub fn queue(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            let io = self.io_mut();
+            io.pending += b.len();
+            io.wq.push_back(b);
+        }
+    }
+
+    /// Reads until `WouldBlock`, appending what arrives through `scratch`.
     pub fn read_all(&mut self, scratch: &mut [u8], limit: usize) -> ReadOutcome {
         loop {
             match self.sock.read(scratch) {
                 Ok(0) => return ReadOutcome::Eof,
                 Ok(n) => {
-                    if self.rbuf.len() + n > limit {
+                    let rbuf = &mut self.io_mut().rbuf;
+                    if rbuf.len() + n > limit {
                         return ReadOutcome::Overflow;
                     }
-                    self.rbuf.extend_from_slice(&scratch[..n]);
+                    rbuf.extend_from_slice(&scratch[..n]);
                 }
                 // Drained: the next readable event will say when there is more.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
@@ -224,21 +264,24 @@ impl Conn {
     /// Writes queued bytes until the queue is empty or the socket would block. `Err` means
     /// the connection is dead.
     pub fn flush(&mut self) -> io::Result<()> {
-        while !self.wq.is_empty() {
+        let Some(buf) = self.io.as_deref_mut() else {
+            return Ok(());
+        };
+        while !buf.wq.is_empty() {
             let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
-            let n_iov = self.wq.len().min(MAX_IOVECS);
-            for (slot, b) in iov.iter_mut().zip(self.wq.iter()) {
+            let n_iov = buf.wq.len().min(MAX_IOVECS);
+            for (slot, b) in iov.iter_mut().zip(buf.wq.iter()) {
                 *slot = IoSlice::new(b);
             }
             match self.sock.write_vectored(&iov[..n_iov]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(mut n) => {
-                    self.pending -= n;
+                    buf.pending -= n;
                     while n > 0 {
-                        let front = self.wq.front_mut().expect("written bytes were queued");
+                        let front = buf.wq.front_mut().expect("written bytes were queued");
                         if n >= front.len() {
                             n -= front.len();
-                            self.wq.pop_front();
+                            buf.wq.pop_front();
                         } else {
                             front.advance(n);
                             n = 0;
@@ -251,17 +294,18 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        debug_assert_eq!(self.pending, 0, "empty queue with pending bytes");
+        debug_assert_eq!(buf.pending, 0, "empty queue with pending bytes");
         Ok(())
     }
 
-    /// Drops the read buffer's memory when it holds nothing.
+    /// Frees the buffers when both are empty.
     pub fn shrink(&mut self) {
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
-            self.rbuf = Vec::new();
-        }
-        if self.wq.is_empty() && self.wq.capacity() > 0 {
-            self.wq = VecDeque::new();
+        if self
+            .io
+            .as_ref()
+            .is_some_and(|io| io.rbuf.is_empty() && io.wq.is_empty())
+        {
+            self.io = None;
         }
     }
 }

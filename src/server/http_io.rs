@@ -41,7 +41,7 @@ impl Server {
                 // A parked poll whose client went away is over; otherwise finish what was
                 // asked, then close.
                 if matches!(conn.phase, Phase::Parked(_))
-                    || conn.rbuf.is_empty() && conn.wq.is_empty()
+                    || conn.rbuf().is_empty() && conn.wq_is_empty()
                 {
                     return self.close(key);
                 }
@@ -65,17 +65,17 @@ impl Server {
                 Phase::Parked(_) | Phase::Closing => return,
                 // A stream's client has nothing more to say; what it sends is dropped.
                 Phase::Streaming(_) => {
-                    conn.rbuf.clear();
+                    conn.clear_input();
                     conn.shrink();
                     return;
                 }
                 Phase::Head | Phase::Idle => {}
             }
-            if conn.pending > max_pending {
+            if conn.pending() > max_pending {
                 // Resumed by `flush` once the client has read enough.
                 return;
             }
-            if conn.rbuf.is_empty() {
+            if conn.rbuf().is_empty() {
                 conn.shrink();
                 if conn.peer_closed {
                     return self.finish(key);
@@ -86,7 +86,7 @@ impl Server {
                 }
                 return;
             }
-            let head = match request::parse(&conn.rbuf, max_header) {
+            let head = match request::parse(conn.rbuf(), max_header) {
                 Ok(Status::Complete(head)) => head,
                 Ok(Status::Partial) => {
                     if conn.peer_closed {
@@ -102,7 +102,7 @@ impl Server {
                 return self.reject(key, HttpError::new(413, "body too large"), &cors);
             }
             let total = head.len + head.content_length;
-            if conn.rbuf.len() < total {
+            if conn.rbuf().len() < total {
                 if head.expect_continue && !conn.continue_sent {
                     conn.continue_sent = true;
                     conn.queue(Bytes::from_static(response::CONTINUE));
@@ -117,8 +117,8 @@ impl Server {
                 self.await_rest_of_request(key);
                 return;
             }
-            let body = Bytes::copy_from_slice(&conn.rbuf[head.len..total]);
-            conn.rbuf.drain(..total);
+            let body = Bytes::copy_from_slice(&conn.rbuf()[head.len..total]);
+            conn.consume(total);
             conn.continue_sent = false;
             conn.phase = Phase::Head;
             if let Some(t) = conn.timer.take() {
@@ -146,7 +146,7 @@ impl Server {
             return;
         };
         conn.phase = Phase::Closing;
-        if conn.wq.is_empty() {
+        if conn.wq_is_empty() {
             self.close(key);
         }
     }
@@ -201,15 +201,15 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let before = conn.pending;
+        let before = conn.pending();
         if conn.flush().is_err() {
             return self.close(key);
         }
-        let drained = conn.wq.is_empty();
+        let drained = conn.wq_is_empty();
         if drained && matches!(conn.phase, Phase::Closing) {
             return self.close(key);
         }
-        if before > max_pending && conn.pending <= max_pending && !conn.rbuf.is_empty() {
+        if before > max_pending && conn.pending() <= max_pending && !conn.rbuf().is_empty() {
             self.pending_input.push(key);
         }
         if drained {

@@ -161,7 +161,7 @@ impl Server {
             started_ms: self.now,
             last_write_ms: self.now,
         });
-        conn.rbuf.clear();
+        conn.clear_input();
         conn.shrink();
         self.clients.insert(client, ClientRef::Conn(key));
         for (ck, start) in starts {
@@ -204,7 +204,7 @@ impl Server {
         if conn.flush().is_err() {
             return self.close(key);
         }
-        if conn.pending > max {
+        if conn.pending() > max {
             self.stats.slow_consumers += 1;
             if let Phase::Streaming(st) = &conn.phase {
                 let e = event::error_event("too slow: output buffer full");
@@ -213,7 +213,7 @@ impl Server {
                 // Where the socket still takes it, the client learns why.
                 let _ = conn.flush();
             }
-            log::debug!("closing a slow consumer ({} bytes unsent)", conn.pending);
+            log::debug!("closing a slow consumer ({} bytes unsent)", conn.pending());
             self.close(key);
         }
     }
