@@ -110,6 +110,11 @@ pub struct Config {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
+    /// Listen backlog of each listener: connections the kernel queues before they are
+    /// accepted, for reconnect storms (capped by net.core.somaxconn).
+    #[arg(long, default_value_t = 4096)]
+    pub backlog: i32,
+
     /// Most open client connections (both listeners); past it, new ones get 503.
     #[arg(long, default_value_t = 1_000_000)]
     pub max_conns: usize,

@@ -304,29 +304,8 @@ fn a_client_that_disconnects_while_parked_is_cleaned_up() {
 
 /// Makes `close` send RST instead of FIN.
 fn socket_with_linger_zero(sock: std::net::TcpStream) -> std::net::TcpStream {
-    use std::os::fd::AsRawFd;
-    #[repr(C)]
-    struct Linger {
-        onoff: i32,
-        linger: i32,
-    }
-    extern "C" {
-        fn setsockopt(fd: i32, level: i32, name: i32, val: *const Linger, len: u32) -> i32;
-    }
-    let l = Linger {
-        onoff: 1,
-        linger: 0,
-    };
-    // SOL_SOCKET = 1, SO_LINGER = 13 on Linux.
-    let rc = unsafe {
-        setsockopt(
-            sock.as_raw_fd(),
-            1,
-            13,
-            &l,
-            std::mem::size_of::<Linger>() as u32,
-        )
-    };
-    assert_eq!(rc, 0);
+    socket2::SockRef::from(&sock)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER");
     sock
 }

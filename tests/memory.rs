@@ -3,7 +3,7 @@
 //! growth of its resident set by N. A measurement, not a pass/fail check of speed, so it
 //! is ignored in the normal run:
 //!
-//! `cargo test --release --test memory -- --ignored --nocapture`
+//! `cargo test --release --test memory -- --ignored --nocapture --test-threads=1`
 //!
 //! `rss_per_idle_stream` does the same for open streams (`COMET_MEM_PATH`: `/stream`,
 //! `/iframe?cb=f` or `/events`; default all three in turn), each past its hello and
@@ -82,47 +82,15 @@ fn rss_per_parked_poll() {
     }
 }
 
-/// Connects from a chosen source address (bind before connect) using std only.
+/// Connects from a chosen source address (bind before connect).
 fn socket_from(src: SocketAddr, dst: SocketAddr) -> std::net::TcpStream {
-    use std::os::fd::FromRawFd;
-    extern "C" {
-        fn socket(domain: i32, ty: i32, proto: i32) -> i32;
-        fn bind(fd: i32, addr: *const u8, len: u32) -> i32;
-    }
-    let (SocketAddr::V4(s), SocketAddr::V4(_)) = (src, dst) else {
-        panic!("IPv4 only")
-    };
-    // struct sockaddr_in: family (u16, host order), port (be), addr (be), zero[8].
-    let mut sa = [0u8; 16];
-    sa[0..2].copy_from_slice(&2u16.to_ne_bytes());
-    sa[2..4].copy_from_slice(&s.port().to_be_bytes());
-    sa[4..8].copy_from_slice(&s.ip().octets());
-    // AF_INET = 2, SOCK_STREAM = 1.
-    let fd = unsafe { socket(2, 1, 0) };
-    assert!(fd >= 0, "socket failed");
-    assert_eq!(unsafe { bind(fd, sa.as_ptr(), 16) }, 0, "bind {src} failed");
-    let sock = unsafe { std::net::TcpStream::from_raw_fd(fd) };
-    connect_existing(&sock, dst);
-    sock
-}
-
-fn connect_existing(sock: &std::net::TcpStream, dst: SocketAddr) {
-    use std::os::fd::AsRawFd;
-    extern "C" {
-        fn connect(fd: i32, addr: *const u8, len: u32) -> i32;
-    }
-    let SocketAddr::V4(d) = dst else {
-        panic!("IPv4 only")
-    };
-    let mut sa = [0u8; 16];
-    sa[0..2].copy_from_slice(&2u16.to_ne_bytes());
-    sa[2..4].copy_from_slice(&d.port().to_be_bytes());
-    sa[4..8].copy_from_slice(&d.ip().octets());
-    assert_eq!(
-        unsafe { connect(sock.as_raw_fd(), sa.as_ptr(), 16) },
-        0,
-        "connect {dst}"
-    );
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(dst), Type::STREAM, None).expect("socket");
+    s.bind(&src.into())
+        .unwrap_or_else(|e| panic!("bind {src}: {e}"));
+    s.connect(&dst.into())
+        .unwrap_or_else(|e| panic!("connect {dst}: {e}"));
+    s.into()
 }
 
 #[test]

@@ -129,6 +129,23 @@ fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(24) | Some(23) | Some(105) | Some(12))
 }
 
+/// A non-blocking listener with our backlog (mio's own `bind` fixes it at 128, too few
+/// for a reconnect storm).
+fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind = || -> io::Result<Socket> {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        s.set_reuse_address(true)?;
+        s.bind(&addr.into())?;
+        s.listen(backlog)?;
+        s.set_nonblocking(true)?;
+        Ok(s)
+    };
+    let s =
+        bind().map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    Ok(TcpListener::from_std(s.into()))
+}
+
 fn ms(d: Duration) -> u64 {
     d.as_millis().min(u64::MAX as u128) as u64
 }
@@ -137,15 +154,8 @@ impl Server {
     /// Binds both listeners. Ports may be 0; `public_addr`/`admin_addr` tell the result.
     pub fn bind(config: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
-        let mut public = TcpListener::bind(config.listen).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
-        })?;
-        let mut admin = TcpListener::bind(config.admin_listen).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot listen on {}: {e}", config.admin_listen),
-            )
-        })?;
+        let mut public = listen(config.listen, config.backlog)?;
+        let mut admin = listen(config.admin_listen, config.backlog)?;
         poll.registry()
             .register(&mut public, PUBLIC, Interest::READABLE)?;
         poll.registry()
