@@ -122,7 +122,8 @@ fn unknown_or_malformed_ids_get_404() {
 
 #[test]
 fn a_long_poll_session_survives_between_polls_and_expires() {
-    let s = TestServer::start(|c| c.session_timeout = Some(Duration::from_millis(300)));
+    // Long enough for each step below to land inside it even on a loaded machine.
+    let s = TestServer::start(|c| c.session_timeout = Some(Duration::from_secs(2)));
     let seq = s.publish_seq("sess", "one");
     let r = get(s.public, &format!("/poll?channel=sess&seq={seq}"));
     let id = r.header("X-Comet-Client").unwrap().to_string();
@@ -147,7 +148,14 @@ fn a_long_poll_session_survives_between_polls_and_expires() {
     let next = s.publish_seq("sess", "two");
     assert_eq!(c.response().events()[0]["seq"], next);
     // Not polled again within --session-timeout: forgotten.
-    util::wait_until("session expired", || control(&s, &id, "close", "") == 404);
+    // (Probed with a harmless unsubscribe: a `close` would end the session itself.)
+    let probe = |s: &TestServer| control(s, &id, "unsubscribe", "channel=none");
+    assert_eq!(
+        probe(&s),
+        204,
+        "the session is still alive right after a poll"
+    );
+    util::wait_until("session expired", || probe(&s) == 404);
     let r = get(s.public, &format!("/poll?channel=sess&seq=0&client={id}"));
     assert_ne!(
         r.header("X-Comet-Client"),

@@ -124,9 +124,16 @@ fn message_ttl_drops_old_messages_and_reports_them_lost() {
 
 #[test]
 fn cursor_from_an_earlier_life_yields_reset() {
-    let s = TestServer::start(|c| c.channel_ttl = Duration::from_millis(200));
+    let s = TestServer::start(|c| {
+        c.channel_ttl = Duration::from_millis(200);
+        c.poll_timeout = Duration::from_secs(600);
+    });
     let old = s.publish_seq("phoenix", "first life");
     util::wait_until("the channel expired", || s.channel("phoenix").is_none());
+    // A subscriber keeps the new life from expiring while the test runs.
+    let mut keeper = Conn::open(s.public);
+    send_poll(&mut keeper, "channel=phoenix,keeper");
+    s.wait_subscribers("phoenix", 1);
     let new = s.publish_seq("phoenix", "second life");
     assert!(new > old, "a new life never reuses seqs");
     let r = get(s.public, &format!("/poll?channel=phoenix&seq={}", old + 1));

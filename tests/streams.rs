@@ -81,23 +81,26 @@ fn reconnect_after_max_age_resumes_with_no_gap_and_no_duplicate() {
         let first = s.publish_seq(&ch, "m0");
         let mut c = StreamClient::open(s.public, t, &format!("channel={ch},other-{ch}&seq=0"), "");
         assert_eq!(c.next_event().unwrap()["type"], "hello");
-        let mut got = seqs(&c.data(1));
-        s.wait_subscribers(&ch, 1);
-        got.extend(seqs(&[{
-            s.publish_seq(&ch, "m1");
-            c.data(1).remove(0)
-        }]));
-        let end = c.next_non_noop().expect("a reconnect event");
-        assert_eq!(end["type"], "reconnect", "{t:?}: {end}");
+        // m1 may reach this stream or come after its end; either way nothing is lost.
+        s.publish_seq(&ch, "m1");
+        let mut got = Vec::new();
+        let end = loop {
+            let e = c.next_non_noop().expect("a reconnect event");
+            match e["type"].as_str() {
+                Some("data") => got.push(e["seq"].as_u64().unwrap()),
+                Some("reconnect") => break e,
+                _ => panic!("{t:?}: unexpected {e}"),
+            }
+        };
         assert!(
             c.next_event().is_none(),
             "{t:?}: the stream ends after reconnect"
         );
         let cursor = end["cursor"].as_str().unwrap().to_string();
         // Published while the client is away.
-        let missed: Vec<u64> = (2..5)
-            .map(|i| s.publish_seq(&ch, &format!("m{i}")))
-            .collect();
+        for i in 2..5 {
+            s.publish_seq(&ch, &format!("m{i}"));
+        }
         let mut c2 = if t == Transport::Events {
             // EventSource resumes with Last-Event-ID, not the URL's seq.
             assert_eq!(c.last_id.as_deref(), Some(cursor.as_str()));
@@ -107,13 +110,13 @@ fn reconnect_after_max_age_resumes_with_no_gap_and_no_duplicate() {
             StreamClient::open(s.public, t, &cursor_query(&cursor), "")
         };
         assert_eq!(c2.next_event().unwrap()["type"], "hello");
-        got.extend(seqs(&c2.data(3)));
+        let rest = 5 - got.len();
+        got.extend(seqs(&c2.data(rest)));
         assert_eq!(
             got,
             (first..first + 5).collect::<Vec<_>>(),
             "{t:?}: gap or duplicate"
         );
-        assert_eq!(missed, vec![first + 2, first + 3, first + 4]);
         // Nothing else is due.
         let mut c3 =
             StreamClient::open(s.public, t, &format!("channel={ch}&seq={}", first + 5), "");

@@ -225,34 +225,29 @@ impl Server {
     /// channel's cursor has due; a parked poll is answered if anything is due.
     fn subscribe_conn(&mut self, ck: Key, cursors: &[(Key, Option<u64>)]) -> Result<(), HttpError> {
         let max = self.config.max_channels_per_subscriber;
-        let Some(conn) = self.conns.get_mut(ck) else {
-            return Ok(());
-        };
-        let (subs, streaming) = match &mut conn.phase {
-            Phase::Parked(p) => (&mut p.subs, false),
-            Phase::Streaming(st) => (&mut st.subs, true),
+        let (current, streaming) = match self.conns.get(ck).map(|c| &c.phase) {
+            Some(Phase::Parked(p)) => (p.subs.as_slice(), false),
+            Some(Phase::Streaming(st)) => (st.subs.as_slice(), true),
             _ => return Ok(()),
         };
         let fresh: Vec<(Key, Option<u64>)> = cursors
             .iter()
             .copied()
-            .filter(|(k, _)| !subs.as_slice().iter().any(|s| s.channel == *k))
+            .filter(|(k, _)| !current.iter().any(|s| s.channel == *k))
             .collect();
-        if subs.as_slice().len() + fresh.len() > max {
+        if current.len() + fresh.len() > max {
             return Err(HttpError::new(400, "too many channels for this client"));
         }
         let mut due = Vec::new();
         for (chk, seq) in fresh {
-            let Some(ch) = self.channels.get_mut(chk) else {
+            let Some((sub, start)) = self.join_channel(ck, chk, seq) else {
                 continue;
             };
-            let start = ch.start(seq);
-            let slot = ch.subs.insert(ck) as u32;
-            subs.push(Sub {
-                channel: chk,
-                slot,
-                next: start.seq,
-            });
+            match self.conns.get_mut(ck).map(|c| &mut c.phase) {
+                Some(Phase::Parked(p)) => p.subs.push(sub),
+                Some(Phase::Streaming(st)) => st.subs.push(sub),
+                _ => {}
+            }
             due.push((chk, start));
         }
         if streaming {

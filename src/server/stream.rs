@@ -124,22 +124,13 @@ impl Server {
         }
         let keys = self.open_channels(wanted.iter().map(|w| w.channel.as_str()))?;
         let client = ClientId::random()?;
-        let ttl = ms(self.config.message_ttl);
         let mut starts = Vec::with_capacity(keys.len());
         let mut subs = Vec::with_capacity(keys.len());
         for (w, &ck) in wanted.iter().zip(&keys) {
-            let Some(ch) = self.channels.get_mut(ck) else {
-                continue;
-            };
-            self.stats.evicted += ch.expire_messages(self.now, ttl) as u64;
-            let start = ch.start(w.seq);
-            let slot = ch.subs.insert(key) as u32;
-            subs.push(Sub {
-                channel: ck,
-                slot,
-                next: start.seq,
-            });
-            starts.push((ck, start));
+            if let Some((sub, start)) = self.join_channel(key, ck, w.seq) {
+                subs.push(sub);
+                starts.push((ck, start));
+            }
         }
         let cursor = cursor_of(&self.channels, &subs);
         let Some(conn) = self.conns.get_mut(key) else {
@@ -170,6 +161,27 @@ impl Server {
         self.arm_stream_timer(key);
         self.flush_stream(key);
         Ok(())
+    }
+
+    /// Adds connection `conn` to channel `ck`'s subscribers at cursor `seq` (expired
+    /// messages dropped first). Returns the membership and where delivery starts.
+    pub(super) fn join_channel(
+        &mut self,
+        conn: Key,
+        ck: Key,
+        seq: Option<u64>,
+    ) -> Option<(Sub, Start)> {
+        let ttl = ms(self.config.message_ttl);
+        let ch = self.channels.get_mut(ck)?;
+        self.stats.evicted += ch.expire_messages(self.now, ttl) as u64;
+        let start = ch.start(seq);
+        let slot = ch.subs.insert(conn) as u32;
+        let sub = Sub {
+            channel: ck,
+            slot,
+            next: start.seq,
+        };
+        Some((sub, start))
     }
 
     /// Queues on a stream what `start` has due on channel `ck`: the notice, then every

@@ -217,41 +217,13 @@ impl Conn {
 
     /// Reads one whole response (body framed by Content-Length; none for 204/100).
     pub fn response(&mut self) -> Response {
-        let head_end = loop {
-            if let Some(p) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p + 4;
-            }
-            assert!(self.fill() > 0, "connection closed before a response");
-        };
-        let head = String::from_utf8(self.buf[..head_end].to_vec()).expect("ascii head");
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap();
-        let status: u16 = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-        let headers: Vec<(String, String)> = lines
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let (k, v) = l.split_once(':').expect("header line");
-                (k.trim().to_string(), v.trim().to_string())
-            })
-            .collect();
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            .map_or(0, |(_, v)| v.parse().unwrap());
-        while self.buf.len() < head_end + len {
+        let mut r = self.head_only();
+        let len: usize = r.header("content-length").map_or(0, |v| v.parse().unwrap());
+        while self.buf.len() < len {
             assert!(self.fill() > 0, "connection closed inside a body");
         }
-        let body = self.buf[head_end..head_end + len].to_vec();
-        self.buf.drain(..head_end + len);
-        Response {
-            status,
-            headers,
-            body,
-        }
+        r.body = self.buf.drain(..len).collect();
+        r
     }
 
     /// True once the server has closed the connection (reads EOF or a reset).
