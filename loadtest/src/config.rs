@@ -1,0 +1,168 @@
+//! Command-line flags of `comet-loadtest`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::framer::Transport;
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("unknown unit in `{text}` (use ms, s or m)")),
+    }
+}
+
+/// Parses `127.0.0.2-127.0.0.20` (or one address) into the addresses it spans.
+pub fn parse_sources(text: &str) -> Result<Vec<IpAddr>, String> {
+    let (a, b) = text.split_once('-').unwrap_or((text, text));
+    let a: Ipv4Addr = a.trim().parse().map_err(|_| format!("bad address `{a}`"))?;
+    let b: Ipv4Addr = b.trim().parse().map_err(|_| format!("bad address `{b}`"))?;
+    let (lo, hi) = (u32::from(a), u32::from(b));
+    if hi < lo || hi - lo > 65_535 {
+        return Err(format!("bad source range `{text}`"));
+    }
+    Ok((lo..=hi).map(|n| IpAddr::V4(Ipv4Addr::from(n))).collect())
+}
+
+/// comet-loadtest: subscribers on any Comet Gateway transport, a publisher, and an exact
+/// account of every delivery (lost, duplicated, out of order) with latency percentiles.
+///
+/// The run is bounded: ramp (at most 120 s), then --duration of publishing, then at most
+/// --drain for the last deliveries. Targets must be on loopback unless --allow-remote.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "comet-loadtest",
+    version,
+    about,
+    long_about,
+    args_override_self = true
+)]
+pub struct Config {
+    /// The gateway's public listener (subscribers connect here).
+    #[arg(long, default_value = "127.0.0.1:8100")]
+    pub target: SocketAddr,
+
+    /// The gateway's admin listener (the publisher posts here).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub admin: SocketAddr,
+
+    /// Number of subscriber connections.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+
+    /// Transport of every subscriber.
+    #[arg(long, value_enum, default_value_t = Transport::Stream)]
+    pub transport: Transport,
+
+    /// Number of channels messages are published to (round robin).
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
+
+    /// Channels each subscriber subscribes to (consecutive ones, starting at its index).
+    #[arg(long, default_value_t = 1)]
+    pub channels_per_subscriber: usize,
+
+    /// New connections per second while ramping up.
+    #[arg(long, default_value_t = 5000)]
+    pub ramp: u64,
+
+    /// Source addresses for subscriber connections, e.g. 127.0.0.2-127.0.0.20, so that
+    /// ephemeral ports never run short. Default: the OS picks.
+    #[arg(long, value_parser = parse_sources)]
+    pub source: Option<Vec<IpAddr>>,
+
+    /// Messages published per second, over all channels (0: only --burst).
+    #[arg(long, default_value_t = 100)]
+    pub rate: u64,
+
+    /// Messages published at once at the start of publishing, before the steady rate.
+    #[arg(long, default_value_t = 0)]
+    pub burst: u64,
+
+    /// Payload size in bytes (the publish time stamp is part of it).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+
+    /// How long to publish.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Longest wait for the last deliveries after publishing stops.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub drain: Duration,
+
+    /// Percent of subscribers that drop their connection each second and resume from
+    /// their cursor.
+    #[arg(long, default_value_t = 0.0)]
+    pub churn: f64,
+
+    /// Write the summary as JSON to this file.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+
+    /// The gateway's pid, to report its resident memory.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
+    /// Allow targets outside 127.0.0.0/8 and ::1.
+    #[arg(long)]
+    pub allow_remote: bool,
+
+    /// No progress line each second.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl Config {
+    /// Refuses targets outside loopback unless allowed, and impossible shapes.
+    pub fn check(&self) -> Result<(), String> {
+        for addr in [self.target, self.admin] {
+            if !addr.ip().is_loopback() && !self.allow_remote {
+                return Err(format!(
+                    "{addr} is not on loopback (pass --allow-remote to allow it)"
+                ));
+            }
+        }
+        if self.channels == 0 || self.channels_per_subscriber == 0 {
+            return Err("--channels and --channels-per-subscriber must be at least 1".into());
+        }
+        if self.channels_per_subscriber > self.channels {
+            return Err("--channels-per-subscriber exceeds --channels".into());
+        }
+        if self.size < 24 {
+            return Err("--size must be at least 24 (room for the time stamp)".into());
+        }
+        if self.ramp == 0 {
+            return Err("--ramp must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_and_checks() {
+        assert_eq!(parse_sources("127.0.0.2-127.0.0.4").unwrap().len(), 3);
+        assert_eq!(parse_sources("127.0.0.9").unwrap().len(), 1);
+        assert!(parse_sources("127.0.0.9-127.0.0.2").is_err());
+        let mut c = Config::parse_from(["x"]);
+        assert!(c.check().is_ok());
+        c.target = "10.1.2.3:80".parse().unwrap();
+        assert!(c.check().unwrap_err().contains("loopback"));
+        c.allow_remote = true;
+        assert!(c.check().is_ok());
+    }
+}

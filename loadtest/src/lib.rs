@@ -1,0 +1,21 @@
+//! `comet-loadtest`: the bundled load generator for Comet Gateway.
+//!
+//! # Layout
+//!
+//! - [`config`]: flags, loopback-only target check.
+//! - [`framer`]: response bytes to event texts, for each transport.
+//! - [`scan`]: the fields of one event that the account needs.
+//! - [`run`]: the mio loop over a flat subscriber table, the publisher, the account.
+//! - [`report`]: the summary, as text and JSON.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod framer;
+pub mod report;
+pub mod run;
+pub mod scan;
+
+pub use config::Config;
+pub use framer::Transport;
+pub use report::Summary;
+pub use run::run;

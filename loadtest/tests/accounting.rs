@@ -1,0 +1,125 @@
+//! Runs the generator in-process against a gateway on loopback and checks its accounting:
+//! every transport clean, with and without churn; and a deliberately lossy setup (a tiny
+//! buffer and clients that churn) shows up as announced `lost`, never as missing.
+
+use std::time::Duration;
+
+use clap::Parser;
+use comet_gateway::{Config as GatewayConfig, Server};
+use comet_loadtest::{run, Config, Summary, Transport};
+
+struct Gateway {
+    public: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    handle: comet_gateway::ShutdownHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Gateway {
+    fn start(tweak: impl FnOnce(&mut GatewayConfig)) -> Gateway {
+        let mut c = GatewayConfig::ephemeral();
+        tweak(&mut c);
+        let mut s = Server::bind(c).unwrap();
+        let (public, admin) = (s.public_addr().unwrap(), s.admin_addr().unwrap());
+        let handle = s.shutdown_handle();
+        let thread = Some(std::thread::spawn(move || s.run().unwrap()));
+        Gateway {
+            public,
+            admin,
+            handle,
+            thread,
+        }
+    }
+
+    fn load(&self, transport: Transport, extra: &[&str]) -> Summary {
+        let mut args = vec![
+            "comet-loadtest".to_string(),
+            "--quiet".into(),
+            format!("--target={}", self.public),
+            format!("--admin={}", self.admin),
+            format!("--transport={}", format!("{transport:?}").to_lowercase()),
+            "--subscribers=300".into(),
+            "--channels=3".into(),
+            "--channels-per-subscriber=2".into(),
+            "--rate=40".into(),
+            "--duration=2s".into(),
+            "--drain=10s".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let cfg = Config::parse_from(args);
+        run(&cfg).expect("run")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn assert_clean(s: &Summary, what: &str) {
+    assert!(s.published >= 40, "{what}: published only {}", s.published);
+    // 300 subscribers × 2 channels × a third of the messages each.
+    assert_eq!(s.expected, s.published * 300 * 2 / 3, "{what}: expected");
+    assert_eq!(s.received, s.expected, "{what}: {}", s.text());
+    assert_eq!(
+        (s.duplicates, s.out_of_order, s.missing, s.lost),
+        (0, 0, 0, 0),
+        "{what}: {}",
+        s.text()
+    );
+    assert_eq!(s.errors.total(), 0, "{what}: {}", s.text());
+    assert!(s.clean());
+}
+
+#[test]
+fn every_transport_is_accounted_exactly() {
+    let g = Gateway::start(|_| {});
+    for t in [
+        Transport::Poll,
+        Transport::Stream,
+        Transport::Iframe,
+        Transport::Events,
+    ] {
+        let s = g.load(t, &[]);
+        assert_clean(&s, &format!("{t:?}"));
+        assert!(s.latency_us[4] > 0, "latency was measured");
+    }
+}
+
+#[test]
+fn churned_clients_resume_without_loss() {
+    let g = Gateway::start(|_| {});
+    for t in [Transport::Poll, Transport::Stream, Transport::Events] {
+        let s = g.load(t, &["--churn=20"]);
+        assert_clean(&s, &format!("{t:?} with churn"));
+        assert!(
+            s.errors.churned >= 60,
+            "{t:?}: churned {}",
+            s.errors.churned
+        );
+        assert!(s.connects > 300);
+    }
+}
+
+#[test]
+fn overflowing_the_buffer_is_reported_as_lost_not_missing() {
+    // A buffer of 2 and a burst of 50 before the steady rate: subscribers that churn
+    // come back behind the buffer and must be told what they lost.
+    let g = Gateway::start(|c| {
+        c.buffer = 2;
+        c.poll_timeout = Duration::from_secs(5);
+    });
+    let s = g.load(Transport::Poll, &["--burst=200", "--rate=0"]);
+    assert_eq!(s.missing, 0, "{}", s.text());
+    assert_eq!(s.duplicates + s.out_of_order, 0, "{}", s.text());
+    assert!(
+        s.lost > 0,
+        "a 2-message buffer under a 200-message burst must lose some: {}",
+        s.text()
+    );
+    assert_eq!(s.received + s.lost, s.expected, "{}", s.text());
+}
