@@ -22,6 +22,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// Source addresses for subscriber connections.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sources(pub Vec<IpAddr>);
+
+fn parse_source_flag(text: &str) -> Result<Sources, String> {
+    parse_sources(text).map(Sources)
+}
+
 /// Parses `127.0.0.2-127.0.0.20` (or one address) into the addresses it spans.
 pub fn parse_sources(text: &str) -> Result<Vec<IpAddr>, String> {
     let (a, b) = text.split_once('-').unwrap_or((text, text));
@@ -78,8 +86,8 @@ pub struct Config {
 
     /// Source addresses for subscriber connections, e.g. 127.0.0.2-127.0.0.20, so that
     /// ephemeral ports never run short. Default: the OS picks.
-    #[arg(long, value_parser = parse_sources)]
-    pub source: Option<Vec<IpAddr>>,
+    #[arg(long, value_parser = parse_source_flag)]
+    pub source: Option<Sources>,
 
     /// Messages published per second, over all channels (0: only --burst).
     #[arg(long, default_value_t = 100)]
@@ -117,6 +125,15 @@ pub struct Config {
     /// Allow targets outside 127.0.0.0/8 and ::1.
     #[arg(long)]
     pub allow_remote: bool,
+
+    /// Measure the floor instead of a gateway: this process reads while a writer process
+    /// writes --burst messages of --size bytes to --subscribers sockets, one write each.
+    #[arg(long)]
+    pub floor: bool,
+
+    /// Internal: be the floor's writer, listening on this address.
+    #[arg(long, hide = true)]
+    pub floor_serve: Option<SocketAddr>,
 
     /// No progress line each second.
     #[arg(long)]
@@ -158,6 +175,8 @@ mod tests {
         assert_eq!(parse_sources("127.0.0.2-127.0.0.4").unwrap().len(), 3);
         assert_eq!(parse_sources("127.0.0.9").unwrap().len(), 1);
         assert!(parse_sources("127.0.0.9-127.0.0.2").is_err());
+        let c = Config::parse_from(["x", "--source", "127.0.0.2-127.0.0.3"]);
+        assert_eq!(c.source.unwrap().0.len(), 2);
         let mut c = Config::parse_from(["x"]);
         assert!(c.check().is_ok());
         c.target = "10.1.2.3:80".parse().unwrap();

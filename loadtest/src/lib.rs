@@ -6,10 +6,12 @@
 //! - [`framer`]: response bytes to event texts, for each transport.
 //! - [`scan`]: the fields of one event that the account needs.
 //! - [`run`]: the mio loop over a flat subscriber table, the publisher, the account.
+//! - [`floor`]: the bare cost of fan-out (one write per socket per message), to compare.
 //! - [`report`]: the summary, as text and JSON.
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod floor;
 pub mod framer;
 pub mod report;
 pub mod run;

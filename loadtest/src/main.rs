@@ -1,10 +1,43 @@
 //! The `comet-loadtest` binary: parses flags, runs, prints the summary.
 
 use clap::Parser;
-use comet_loadtest::{run, Config};
+use comet_loadtest::{floor, run, Config};
 
 fn main() {
     let cfg = Config::parse();
+    if let Some(addr) = cfg.floor_serve {
+        let result = std::net::TcpListener::bind(addr)
+            .and_then(|l| floor::serve(l, cfg.subscribers, cfg.burst as usize, cfg.size));
+        std::process::exit(if result.is_ok() { 0 } else { 1 });
+    }
+    if cfg.floor {
+        let messages = cfg.burst.max(1) as usize;
+        let sources = cfg.source.clone().map(|s| s.0).unwrap_or_default();
+        match floor::measure(cfg.subscribers, messages, cfg.size, &sources) {
+            Ok(r) => {
+                println!(
+                    "floor: {} connections x {} messages of {} bytes in {:.3}s = {:.0} deliveries/s",
+                    r.connections,
+                    r.messages,
+                    r.size,
+                    r.secs,
+                    r.deliveries_per_sec()
+                );
+                if let Some(path) = &cfg.json {
+                    let json = format!(
+                        "{{\"floor\":true,\"connections\":{},\"messages\":{},\"size\":{},\"secs\":{:.4},\"deliveries_per_sec\":{:.1}}}\n",
+                        r.connections, r.messages, r.size, r.secs, r.deliveries_per_sec()
+                    );
+                    let _ = std::fs::write(path, json);
+                }
+                std::process::exit(0);
+            }
+            Err(e) => {
+                eprintln!("comet-loadtest: floor: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     if let Err(e) = cfg.check() {
         eprintln!("comet-loadtest: {e}");
         std::process::exit(2);

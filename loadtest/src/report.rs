@@ -57,6 +57,8 @@ pub struct Summary {
     pub ramp_secs: f64,
     /// Connections opened (including reconnects).
     pub connects: u64,
+    /// Poll answers received (long-poll round trips).
+    pub answers: u64,
     /// Messages published.
     pub published: u64,
     /// Publishes that failed.
@@ -162,6 +164,14 @@ impl Summary {
         );
         let _ = writeln!(t, "expected {}  received {}  duplicates {}  out-of-order {} (skipped {})  lost {}  resets {}  missing {}", self.expected, self.received, self.duplicates, self.out_of_order, self.skipped, self.lost, self.resets, self.missing);
         let _ = writeln!(t, "deliveries/s {:.0}", self.deliveries_per_sec());
+        if self.answers > 0 {
+            let rt = if self.delivery_secs > 0.0 {
+                self.answers as f64 / self.delivery_secs
+            } else {
+                0.0
+            };
+            let _ = writeln!(t, "poll round trips {} ({rt:.0}/s)", self.answers);
+        }
         let _ = writeln!(
             t,
             "latency us  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
@@ -194,7 +204,7 @@ impl Summary {
         format!(
             concat!(
                 "{{\"transport\":\"{}\",\"subscribers\":{},\"channels\":{},\"channels_per_subscriber\":{},",
-                "\"ramp_secs\":{:.3},\"connects\":{},\"published\":{},\"publish_errors\":{},\"publish_secs\":{:.3},",
+                "\"ramp_secs\":{:.3},\"connects\":{},\"answers\":{},\"published\":{},\"publish_errors\":{},\"publish_secs\":{:.3},",
                 "\"delivery_secs\":{:.3},\"expected\":{},\"received\":{},\"duplicates\":{},\"out_of_order\":{},",
                 "\"skipped\":{},\"lost\":{},\"resets\":{},\"missing\":{},\"deliveries_per_sec\":{:.1},",
                 "\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},",
@@ -202,7 +212,7 @@ impl Summary {
                 "\"server_rss_kib\":{},\"clean\":{}}}"
             ),
             self.transport, self.subscribers, self.channels, self.channels_per_subscriber,
-            self.ramp_secs, self.connects, self.published, self.publish_errors, self.publish_secs,
+            self.ramp_secs, self.connects, self.answers, self.published, self.publish_errors, self.publish_secs,
             self.delivery_secs, self.expected, self.received, self.duplicates, self.out_of_order,
             self.skipped, self.lost, self.resets, self.missing, self.deliveries_per_sec(),
             l[0], l[1], l[2], l[3], l[4],

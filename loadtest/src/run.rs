@@ -223,7 +223,7 @@ pub fn run(cfg: &Config) -> io::Result<Summary> {
             }
         })
         .collect();
-    let sources = cfg.source.clone().unwrap_or_default();
+    let sources = cfg.source.clone().map(|s| s.0).unwrap_or_default();
     let mut errors = Errors::default();
     let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
         .map_err(|e| io::Error::other(e.to_string()))?;
@@ -243,6 +243,7 @@ pub fn run(cfg: &Config) -> io::Result<Summary> {
     let mut texts: Vec<String> = Vec::new();
     let mut reopen: Vec<usize> = Vec::new();
     let mut delivered_total = 0u64;
+    let mut answers = 0u64;
     let mut last_delivered = 0u64;
 
     loop {
@@ -348,6 +349,7 @@ pub fn run(cfg: &Config) -> io::Result<Summary> {
                         match status {
                             Status::Open => {}
                             Status::Answered => {
+                                answers += 1;
                                 let req = request(cfg.transport, sub, &names);
                                 sub.out.extend_from_slice(req.as_bytes());
                                 if let Some(s) = sub.sock.as_mut() {
@@ -452,6 +454,7 @@ pub fn run(cfg: &Config) -> io::Result<Summary> {
     let mut s = Summary::new(cfg);
     s.ramp_secs = ramp_done_at.unwrap_or_default().as_secs_f64();
     s.connects = connects;
+    s.answers = answers;
     s.published = published.count;
     s.publish_errors = published.errors;
     s.publish_secs = published.elapsed.as_secs_f64();
