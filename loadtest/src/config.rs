@@ -42,6 +42,16 @@ pub fn parse_sources(text: &str) -> Result<Vec<IpAddr>, String> {
     Ok((lo..=hi).map(|n| IpAddr::V4(Ipv4Addr::from(n))).collect())
 }
 
+/// The kind of server under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// Comet Gateway: `/poll`, `/stream`, `/iframe`, `/events`, `POST /pub?channel=`.
+    Gateway,
+    /// nginx with Nchan: `GET /sub/CHANNEL` (long-poll or EventSource), `POST /pub/CHANNEL`;
+    /// deliveries are counted by the sequence number stamped in each payload.
+    Nchan,
+}
+
 /// comet-loadtest: subscribers on any Comet Gateway transport, a publisher, and an exact
 /// account of every delivery (lost, duplicated, out of order) with latency percentiles.
 ///
@@ -63,6 +73,10 @@ pub struct Config {
     /// The gateway's admin listener (the publisher posts here).
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub admin: SocketAddr,
+
+    /// The server under test.
+    #[arg(long, value_enum, default_value_t = Kind::Gateway)]
+    pub target_kind: Kind,
 
     /// Number of subscriber connections.
     #[arg(long, default_value_t = 1000)]
@@ -158,6 +172,16 @@ impl Config {
         }
         if self.size < 24 {
             return Err("--size must be at least 24 (room for the time stamp)".into());
+        }
+        if self.target_kind == Kind::Nchan {
+            if !matches!(self.transport, Transport::Poll | Transport::Events) {
+                return Err("with --target-kind nchan, --transport is poll or events".into());
+            }
+            if self.channels_per_subscriber != 1 || self.churn > 0.0 {
+                return Err(
+                    "with --target-kind nchan: one channel per subscriber, no churn".into(),
+                );
+            }
         }
         if self.ramp == 0 {
             return Err("--ramp must be at least 1".into());

@@ -54,6 +54,14 @@ pub struct Framer {
     head_done: bool,
     content_length: usize,
     prelude_done: bool,
+    /// The response body is chunked (else it runs raw until the connection ends).
+    chunked: bool,
+    /// Bodies are raw payloads (Nchan), not gateway JSON events.
+    raw: bool,
+    /// `Last-Modified` and `Etag` of the last answer (Nchan long-poll cursor).
+    pub last_modified: Option<String>,
+    /// See `last_modified`.
+    pub etag: Option<String>,
 }
 
 impl Framer {
@@ -66,6 +74,18 @@ impl Framer {
             head_done: false,
             content_length: 0,
             prelude_done: false,
+            chunked: false,
+            raw: false,
+            last_modified: None,
+            etag: None,
+        }
+    }
+
+    /// A framer for Nchan, whose bodies are the raw payloads.
+    pub fn raw(transport: Transport) -> Framer {
+        Framer {
+            raw: true,
+            ..Framer::new(transport)
         }
     }
 
@@ -84,12 +104,22 @@ impl Framer {
             if code != 200 {
                 return Status::Refused(code);
             }
-            self.content_length = resp
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+            let header = |name: &str| {
+                resp.headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+                    .map(|v| v.trim().to_string())
+            };
+            self.content_length = header("content-length")
+                .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
+            self.chunked =
+                header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+            if self.raw {
+                self.last_modified = header("last-modified");
+                self.etag = header("etag");
+            }
             self.buf.drain(..len);
             self.head_done = true;
         }
@@ -101,9 +131,18 @@ impl Framer {
             let Ok(text) = std::str::from_utf8(&body) else {
                 return Status::Broken("poll body not UTF-8");
             };
-            out.extend(scan::split_array(text).into_iter().map(str::to_owned));
+            if self.raw {
+                out.push(text.to_owned());
+            } else {
+                out.extend(scan::split_array(text).into_iter().map(str::to_owned));
+            }
             self.head_done = false;
             return Status::Answered;
+        }
+        if !self.chunked {
+            self.body.append(&mut self.buf);
+            self.split_stream(out);
+            return Status::Open;
         }
         while let Some(p) = self.buf.windows(2).position(|w| w == b"\r\n") {
             let Some(len) = std::str::from_utf8(&self.buf[..p])

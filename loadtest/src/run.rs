@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::config::Config;
+use crate::config::{Config, Kind};
 use crate::framer::{Framer, Status, Transport};
 use crate::report::{Errors, Summary};
 use crate::scan::{self, Event};
@@ -46,6 +46,15 @@ struct Sub {
     ready: bool,
     /// Opened at least once (for the ramp).
     started: bool,
+    /// Nchan long-poll: `Last-Modified` and `Etag` of the last answer.
+    nchan_cursor: Option<(String, String)>,
+}
+
+fn new_framer(cfg: &Config) -> Framer {
+    match cfg.target_kind {
+        Kind::Gateway => Framer::new(cfg.transport),
+        Kind::Nchan => Framer::raw(cfg.transport),
+    }
 }
 
 pub(crate) fn now_us() -> u64 {
@@ -58,24 +67,31 @@ pub(crate) fn now_us() -> u64 {
 struct Admin {
     sock: StdStream,
     buf: Vec<u8>,
+    kind: Kind,
 }
 
 impl Admin {
-    fn connect(addr: SocketAddr) -> io::Result<Admin> {
+    fn connect(addr: SocketAddr, kind: Kind) -> io::Result<Admin> {
         let sock = StdStream::connect(addr)?;
         sock.set_read_timeout(Some(Duration::from_secs(10)))?;
         sock.set_nodelay(true)?;
         Ok(Admin {
             sock,
             buf: Vec::new(),
+            kind,
         })
     }
 
-    /// Publishes; returns the seq (first channel only).
-    fn publish(&mut self, channel: &str, body: &str) -> io::Result<u64> {
+    /// Publishes message number `n` of a channel; returns its seq (the gateway's, or `n`
+    /// for Nchan, whose deliveries are counted by the stamped number).
+    fn publish(&mut self, channel: &str, body: &str, n: u64) -> io::Result<u64> {
+        let path = match self.kind {
+            Kind::Gateway => format!("/pub?channel={channel}"),
+            Kind::Nchan => format!("/pub/{channel}"),
+        };
         write!(
             self.sock,
-            "POST /pub?channel={channel} HTTP/1.1\r\nHost: lt\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: lt\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )?;
         loop {
@@ -92,8 +108,11 @@ impl Admin {
                     let code = resp.code.unwrap_or(0);
                     let body = String::from_utf8_lossy(&self.buf[len..len + clen]).to_string();
                     self.buf.drain(..len + clen);
-                    if code != 200 {
+                    if !(200..300).contains(&code) {
                         return Err(io::Error::other(format!("publish: HTTP {code}: {body}")));
+                    }
+                    if self.kind == Kind::Nchan {
+                        return Ok(n);
                     }
                     let seq = body
                         .split("\"seq\":")
@@ -128,8 +147,8 @@ struct Published {
     elapsed: Duration,
 }
 
-fn payload(size: usize) -> String {
-    let stamp = format!("t={};", now_us());
+fn payload(size: usize, n: u64) -> String {
+    let stamp = format!("t={};n={n};", now_us());
     let mut p = String::with_capacity(size);
     p.push_str(&stamp);
     while p.len() < size {
@@ -146,7 +165,7 @@ fn publisher(cfg: Config, names: Vec<String>, stop: Arc<AtomicBool>) -> Publishe
         errors: 0,
         elapsed: Duration::ZERO,
     };
-    let mut admin = match Admin::connect(cfg.admin) {
+    let mut admin = match Admin::connect(cfg.admin, cfg.target_kind) {
         Ok(a) => a,
         Err(_) => {
             out.errors += 1;
@@ -154,10 +173,12 @@ fn publisher(cfg: Config, names: Vec<String>, stop: Arc<AtomicBool>) -> Publishe
         }
     };
     let mut i = 0usize;
+    let mut counts = vec![0u64; names.len()];
     let mut publish_one = |out: &mut Published, admin: &mut Admin| {
         let ch = i % names.len();
         i += 1;
-        match admin.publish(&names[ch], &payload(cfg.size)) {
+        counts[ch] += 1;
+        match admin.publish(&names[ch], &payload(cfg.size, counts[ch]), counts[ch]) {
             Ok(seq) => {
                 out.last[ch] = Some(seq);
                 out.count += 1;
@@ -190,10 +211,11 @@ pub fn run(cfg: &Config) -> io::Result<Summary> {
     let names: Vec<String> = (0..cfg.channels).map(|i| format!("{tag}-{i}")).collect();
     // Create every channel with one message; subscribers start right after it, so each
     // one's expected deliveries are exactly what the run publishes.
-    let mut admin = Admin::connect(cfg.admin)?;
+    let mut admin = Admin::connect(cfg.admin, cfg.target_kind)?;
     let mut start = Vec::with_capacity(names.len());
     for n in &names {
-        start.push(admin.publish(n, "warm-up")? + 1);
+        // Stamped number 0: Nchan subscribers receive it first (`oldest`) and skip it.
+        start.push(admin.publish(n, "t=0;n=0;warm-up", 0)? + 1);
     }
     drop(admin);
 
@@ -215,8 +237,9 @@ pub fn run(cfg: &Config) -> io::Result<Summary> {
                 channels,
                 acc,
                 sock: None,
-                framer: Framer::new(cfg.transport),
+                framer: new_framer(cfg),
                 out: Vec::new(),
+                nchan_cursor: None,
                 connected: false,
                 ready: false,
                 started: false,
@@ -337,20 +360,35 @@ pub fn run(cfg: &Config) -> io::Result<Summary> {
                         let status = sub.framer.feed(&scratch[..n], &mut texts);
                         let now = now_us();
                         for t in &texts {
-                            delivered_total += account(
-                                sub,
-                                &names,
-                                scan::event(t),
-                                now,
-                                &mut latency,
-                                &mut errors,
-                            );
+                            let ev = match cfg.target_kind {
+                                Kind::Gateway => scan::event(t),
+                                // A raw payload: its stamped number is its seq; 0 is the
+                                // warm-up, which only shows the subscription is live.
+                                Kind::Nchan => {
+                                    sub.ready = true;
+                                    match scan::payload_seq(t) {
+                                        Some(n) if n > 0 => Event::Data {
+                                            channel: &names[sub.channels[0]],
+                                            seq: n,
+                                            sent_us: scan::stamp(t),
+                                        },
+                                        _ => Event::Noop,
+                                    }
+                                }
+                            };
+                            delivered_total +=
+                                account(sub, &names, ev, now, &mut latency, &mut errors);
                         }
                         match status {
                             Status::Open => {}
                             Status::Answered => {
                                 answers += 1;
-                                let req = request(cfg.transport, sub, &names);
+                                if let (Some(lm), Some(et)) =
+                                    (&sub.framer.last_modified, &sub.framer.etag)
+                                {
+                                    sub.nchan_cursor = Some((lm.clone(), et.clone()));
+                                }
+                                let req = request(cfg, sub, &names);
                                 sub.out.extend_from_slice(req.as_bytes());
                                 if let Some(s) = sub.sock.as_mut() {
                                     if let Ok(n) = s.write(&sub.out) {
@@ -566,7 +604,18 @@ fn account(
 }
 
 /// The subscribe request for a subscriber's current cursor.
-fn request(transport: Transport, sub: &Sub, names: &[String]) -> String {
+fn request(cfg: &Config, sub: &Sub, names: &[String]) -> String {
+    let transport = cfg.transport;
+    if cfg.target_kind == Kind::Nchan {
+        let ch = &names[sub.channels[0]];
+        return match (transport, &sub.nchan_cursor) {
+            (Transport::Poll, Some((lm, et))) => format!(
+                "GET /sub/{ch} HTTP/1.1\r\nHost: lt\r\nIf-Modified-Since: {lm}\r\nIf-None-Match: {et}\r\n\r\n"
+            ),
+            (Transport::Poll, None) => format!("GET /sub/{ch} HTTP/1.1\r\nHost: lt\r\n\r\n"),
+            _ => format!("GET /sub/{ch} HTTP/1.1\r\nHost: lt\r\nAccept: text/event-stream\r\n\r\n"),
+        };
+    }
     let chans: Vec<&str> = sub.channels.iter().map(|&c| names[c].as_str()).collect();
     let seqs: Vec<String> = sub.acc.iter().map(|a| a.next.to_string()).collect();
     format!(
@@ -603,8 +652,8 @@ fn open(
         .register(&mut sock, Token(i), Interest::READABLE | Interest::WRITABLE)?;
     sub.sock = Some(sock);
     sub.connected = false;
-    sub.framer = Framer::new(cfg.transport);
-    sub.out = request(cfg.transport, sub, names).into_bytes();
+    sub.framer = new_framer(cfg);
+    sub.out = request(cfg, sub, names).into_bytes();
     Ok(())
 }
 

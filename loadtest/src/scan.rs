@@ -77,6 +77,14 @@ pub fn stamp(data: &str) -> Option<u64> {
     rest[..end].parse().ok()
 }
 
+/// The sequence number the generator stamps into a payload: `…;n=<seq>;…`.
+pub fn payload_seq(data: &str) -> Option<u64> {
+    let start = data.find(";n=")? + 3;
+    let rest = &data[start..];
+    let end = rest.find(';').unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
 /// Reads one event.
 pub fn event(json: &str) -> Event<'_> {
     let Some(kind) = str_field(json, "type") else {
@@ -200,6 +208,13 @@ mod tests {
         );
         assert_eq!(event(r#"{"type":"noop"}"#), Event::Noop);
         assert_eq!(event(r#"{"nonsense":1}"#), Event::Unknown);
+    }
+
+    #[test]
+    fn payload_stamps() {
+        assert_eq!(stamp("t=17;n=4;xx"), Some(17));
+        assert_eq!(payload_seq("t=17;n=4;xx"), Some(4));
+        assert_eq!(payload_seq("warm"), None);
     }
 
     #[test]
