@@ -5,6 +5,7 @@
 //! - [`config`]: flags, loopback-only target check.
 //! - [`framer`]: response bytes to event texts, for each transport.
 //! - [`scan`]: the fields of one event that the account needs.
+//! - `publisher`: the thread that posts stamped, numbered messages.
 //! - [`run`]: the mio loop over a flat subscriber table, the publisher, the account.
 //! - [`floor`]: the bare cost of fan-out (one write per socket per message), to compare.
 //! - [`report`]: the summary, as text and JSON.
@@ -13,6 +14,7 @@
 pub mod config;
 pub mod floor;
 pub mod framer;
+mod publisher;
 pub mod report;
 pub mod run;
 pub mod scan;
