@@ -8,39 +8,68 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// Appends `s` as a JSON string literal (with quotes), script-safe.
+/// Bytes that must be escaped: C0 controls, DEL, `"`, `\\`, `<`, `>`, `&`. (U+2028 and
+/// U+2029 are multi-byte and handled by their lead byte 0xE2.)
+const fn escape_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[0x7f] = true;
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'&' as usize] = true;
+    t
+}
+static ESCAPE: [bool; 256] = escape_table();
+
+/// Appends `s` as a JSON string literal (with quotes), script-safe. Scans bytes and
+/// copies the runs between escapes whole.
 pub fn push_json_str(out: &mut BytesMut, s: &str) {
     out.reserve(s.len() + 2);
     out.put_u8(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, ch) in s.char_indices() {
-        let esc: Option<&[u8]> = match ch {
-            '"' => Some(b"\\\""),
-            '\\' => Some(b"\\\\"),
-            '\n' => Some(b"\\n"),
-            '\r' => Some(b"\\r"),
-            '\t' => Some(b"\\t"),
-            '<' => Some(b"\\u003c"),
-            '>' => Some(b"\\u003e"),
-            '&' => Some(b"\\u0026"),
-            '\u{2028}' => Some(b"\\u2028"),
-            '\u{2029}' => Some(b"\\u2029"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => None,
-            _ => continue,
-        };
-        out.put_slice(&bytes[start..i]);
-        match esc {
-            Some(e) => out.put_slice(e),
-            None => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                let c = ch as u32 as usize;
-                out.put_slice(b"\\u00");
-                out.put_u8(HEX[c >> 4]);
-                out.put_u8(HEX[c & 15]);
-            }
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        // U+2028 and U+2029 are E2 80 A8 and E2 80 A9 in UTF-8.
+        let line_sep = b == 0xE2
+            && bytes.get(i + 1) == Some(&0x80)
+            && matches!(bytes.get(i + 2), Some(0xA8) | Some(0xA9));
+        if !ESCAPE[b as usize] && !line_sep {
+            i += 1;
+            continue;
         }
-        start = i + ch.len_utf8();
+        out.put_slice(&bytes[start..i]);
+        if line_sep {
+            out.put_slice(if bytes[i + 2] == 0xA8 {
+                b"\\u2028"
+            } else {
+                b"\\u2029"
+            });
+            i += 3;
+        } else {
+            match b {
+                b'"' => out.put_slice(b"\\\""),
+                b'\\' => out.put_slice(b"\\\\"),
+                b'\n' => out.put_slice(b"\\n"),
+                b'\r' => out.put_slice(b"\\r"),
+                b'\t' => out.put_slice(b"\\t"),
+                _ => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    out.put_slice(b"\\u00");
+                    out.put_u8(HEX[(b >> 4) as usize]);
+                    out.put_u8(HEX[(b & 15) as usize]);
+                }
+            }
+            i += 1;
+        }
+        start = i;
     }
     out.put_slice(&bytes[start..]);
     out.put_u8(b'"');
@@ -180,6 +209,19 @@ mod tests {
         out.put_slice(b"]");
         let back: Vec<String> = serde_json::from_slice(&out).unwrap();
         assert_eq!(back[0], s);
+    }
+
+    #[test]
+    fn every_code_point_to_u3000_round_trips_script_safe() {
+        let s: String = (0u32..0x3000).filter_map(char::from_u32).collect();
+        let text = json(&s);
+        for forbidden in ['<', '>', '&', '\u{2028}', '\u{2029}'] {
+            assert!(!text.contains(forbidden), "raw {forbidden:?} in output");
+        }
+        let back: String = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, s);
+        // Neighbours of the line separators share their lead bytes and pass unescaped.
+        assert_eq!(json("\u{2027}\u{202a}€"), "\"\u{2027}\u{202a}€\"");
     }
 
     #[test]
