@@ -124,6 +124,11 @@ pub struct Config {
     #[arg(long, default_value = "256k", value_parser = parse_size)]
     pub max_pending_bytes: usize,
 
+    /// Enable the demo: `POST /demo/pub?channel=demo.NAME` on the public listener (only
+    /// `demo.` channels) and a tick published to `demo.ticker` every second.
+    #[arg(long)]
+    pub demo: bool,
+
     /// Origins allowed by CORS, comma-separated; `*` allows any.
     #[arg(long, default_value = "*", value_delimiter = ',')]
     pub allow_origin: Vec<String>,

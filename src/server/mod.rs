@@ -59,6 +59,8 @@ enum TimerKind {
     AcceptRetry,
     /// A long-poll session between polls has waited `--session-timeout`.
     Session(Key),
+    /// `--demo`: publish the next tick to `demo.ticker`.
+    DemoTick,
 }
 
 /// Counters the server keeps (the management API exposes them in a later version).
@@ -210,6 +212,10 @@ impl Server {
             self.admin_addr()?
         );
         let mut events = Events::with_capacity(1024);
+        if self.config.demo {
+            log::info!("demo enabled: page at http://{}/", self.public_addr()?);
+            self.wheel.insert(self.now + 1000, TimerKind::DemoTick);
+        }
         let mut fired = Vec::new();
         while !self.shutdown.load(Ordering::SeqCst) {
             let timeout = self
@@ -362,6 +368,13 @@ impl Server {
             }
             TimerKind::Channel(key) => self.channel_expiry(key),
             TimerKind::Session(key) => self.session_expired(key),
+            TimerKind::DemoTick => {
+                let tick = format!("{} s since start", self.now / 1000);
+                if let Ok(keys) = self.open_channels(std::iter::once("demo.ticker")) {
+                    self.publish(keys[0], &tick);
+                }
+                self.wheel.insert(self.now + 1000, TimerKind::DemoTick);
+            }
             TimerKind::AcceptRetry => {
                 self.accept_retry_armed = false;
                 self.resume_accepting();

@@ -12,6 +12,16 @@ use crate::http::response::{self, Cors};
 use crate::http::HttpError;
 use crate::transport::Format;
 
+/// The demo page served at `/`.
+const DEMO_HTML: &str = include_str!("../static/demo.html");
+/// The browser client.
+const COMET_JS: &str = include_str!("../static/comet.js");
+/// The browser client as an ES module.
+const COMET_MJS: &str = concat!(
+    include_str!("../static/comet.js"),
+    "export default globalThis.Comet;\n"
+);
+
 /// What a path names.
 #[derive(Debug, PartialEq, Eq)]
 enum Endpoint<'a> {
@@ -23,6 +33,10 @@ enum Endpoint<'a> {
     Control(&'a str, Action),
     /// `POST /pub` (admin).
     Publish,
+    /// `POST /demo/pub` (public, with `--demo`).
+    DemoPublish,
+    /// A file served from memory (public): body and content type.
+    Static(&'static [u8], &'static str),
     /// `GET /channels/NAME` (admin).
     Channel(&'a str),
     /// `GET /healthz` (admin).
@@ -34,6 +48,19 @@ impl Endpoint<'_> {
         if !admin {
             return match path {
                 "/poll" => Some(Endpoint::Poll),
+                "/" => Some(Endpoint::Static(
+                    DEMO_HTML.as_bytes(),
+                    "text/html; charset=utf-8",
+                )),
+                "/comet.js" => Some(Endpoint::Static(
+                    COMET_JS.as_bytes(),
+                    "application/javascript",
+                )),
+                "/comet.mjs" => Some(Endpoint::Static(
+                    COMET_MJS.as_bytes(),
+                    "application/javascript",
+                )),
+                "/demo/pub" => Some(Endpoint::DemoPublish),
                 "/stream" => Some(Endpoint::Stream(Format::Ndjson)),
                 "/iframe" => Some(Endpoint::Stream(Format::Iframe)),
                 "/events" => Some(Endpoint::Stream(Format::Sse)),
@@ -56,10 +83,14 @@ impl Endpoint<'_> {
 
     fn method(&self) -> (Method, &'static str) {
         match self {
-            Endpoint::Publish | Endpoint::Control(..) => (Method::Post, "POST, OPTIONS"),
-            Endpoint::Poll | Endpoint::Stream(_) | Endpoint::Channel(_) | Endpoint::Healthz => {
-                (Method::Get, "GET, OPTIONS")
+            Endpoint::Publish | Endpoint::DemoPublish | Endpoint::Control(..) => {
+                (Method::Post, "POST, OPTIONS")
             }
+            Endpoint::Poll
+            | Endpoint::Stream(_)
+            | Endpoint::Static(..)
+            | Endpoint::Channel(_)
+            | Endpoint::Healthz => (Method::Get, "GET, OPTIONS"),
         }
     }
 }
@@ -97,6 +128,23 @@ impl Server {
                 self.handle_control(key, &head, &query, cors, id, action)
             }
             Endpoint::Publish => self.handle_publish(key, &head, &query, body, cors),
+            Endpoint::DemoPublish => {
+                let demo_only = query.list("channel").all(|c| c.starts_with("demo."));
+                if !self.config.demo {
+                    let e = HttpError::new(404, "not found (start the gateway with --demo)");
+                    self.respond_error(key, &head, e, &cors, "");
+                } else if !demo_only {
+                    let e = HttpError::new(403, "the demo may only publish to demo. channels");
+                    self.respond_error(key, &head, e, &cors, "");
+                } else {
+                    self.handle_publish(key, &head, &query, body, cors);
+                }
+            }
+            Endpoint::Static(body, ctype) => {
+                let body = Bytes::from_static(body);
+                let h = response::head(200, ctype, body.len(), head.keep_alive, &cors, "");
+                self.respond(key, [h, body], head.keep_alive);
+            }
             Endpoint::Channel(name) => self.handle_channel_info(key, &head, name, cors),
             Endpoint::Healthz => {
                 let body = Bytes::from_static(b"ok\n");
