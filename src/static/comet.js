@@ -5,7 +5,8 @@
  *
  * One data connection per instance, whatever the number of channels. Transports, in the
  * order tried: EventSource ('events'), fetch streaming ('stream'), hidden iframe
- * ('iframe'), JSONP long-polling ('poll'); `transport` forces one. The client keeps a
+ * ('iframe', only for a gateway on the page's own origin), JSONP long-polling ('poll');
+ * `transport` forces one. The client keeps a
  * cursor per channel and resumes from it on every reconnect, so nothing is missed or
  * repeated; gaps the server announces go to onLost. Reconnects back off exponentially
  * with jitter. subscribe/unsubscribe/close use the control requests and keep the data
@@ -18,12 +19,19 @@
   var hasDom = typeof document !== 'undefined';
   var counter = 0;
 
-  function supported() {
+  // An iframe from another origin may not call into this page, so that transport only
+  // serves a gateway on the page's own origin.
+  function sameOrigin(url) {
+    if (!hasDom || !url) return hasDom;
+    try { return new URL(url, location.href).origin === location.origin; } catch (e) { return false; }
+  }
+
+  function supported(url) {
     var t = [];
     if (typeof EventSource !== 'undefined') t.push('events');
     if (typeof fetch !== 'undefined' && typeof ReadableStream !== 'undefined' &&
         typeof TextDecoder !== 'undefined') t.push('stream');
-    if (hasDom) t.push('iframe');
+    if (sameOrigin(url)) t.push('iframe');
     t.push('poll');
     return t;
   }
@@ -39,7 +47,7 @@
     this.onMessage = opts.onMessage || function () {};
     this.onLost = opts.onLost || function () {};
     this.onStatus = opts.onStatus || function () {};
-    this.order = opts.transport ? [opts.transport] : supported();
+    this.order = opts.transport ? [opts.transport] : supported(this.url);
     this.maxDelay = opts.maxDelay || 30000;
     this.transportIndex = 0;
     this.client = null;
