@@ -49,6 +49,11 @@
     this.onStatus = opts.onStatus || function () {};
     this.order = opts.transport ? [opts.transport] : supported(this.url);
     this.maxDelay = opts.maxDelay || 30000;
+    // Silence longer than this (no event, not even a heartbeat) means the connection died
+    // without telling (a streaming iframe, a NAT): keep it above the gateway's
+    // --heartbeat and --poll-timeout.
+    this.timeout = opts.timeout || 35000;
+    this.watch = null;
     this.transportIndex = 0;
     this.client = null;
     this.attempt = 0;
@@ -70,8 +75,18 @@
 
   Comet.prototype._status = function (s) { this.onStatus(s, this.transport()); };
 
+  Comet.prototype._alive = function () {
+    var self = this;
+    var conn = this.conn;
+    clearTimeout(this.watch);
+    this.watch = setTimeout(function () {
+      if (self.conn === conn && conn) { self._drop(); self._schedule(false); }
+    }, this.timeout);
+  };
+
   // One event from any transport.
   Comet.prototype._event = function (ev) {
+    this._alive();
     switch (ev.type) {
       case 'hello':
         this.client = ev.client;
@@ -140,6 +155,7 @@
   };
 
   Comet.prototype._drop = function () {
+    clearTimeout(this.watch);
     this.isOpen = false;
     if (this.conn) { var c = this.conn; this.conn = null; c.stop(); }
   };
@@ -149,6 +165,7 @@
     if (Object.keys(this.cursor).length === 0) return;
     this._status('connecting');
     this.conn = this['_' + this.transport()]();
+    this._alive();
   };
 
   Comet.prototype._events = function () {
@@ -202,7 +219,10 @@
     // The stream ends when the document finishes loading.
     frame.onload = function () { if (self.conn === conn) { self._drop(); self._schedule(false); } };
     frame.src = this.url + '/iframe?' + this._query() + '&cb=parent.' + name;
-    document.body.appendChild(frame);
+    // A streaming frame never finishes loading: added before the page's own load event it
+    // would hold that event (and the spinner) forever, so it waits for it.
+    if (document.readyState === 'complete') document.body.appendChild(frame);
+    else root.addEventListener('load', function () { if (self.conn === conn) document.body.appendChild(frame); });
     return conn;
   };
 
@@ -240,7 +260,12 @@
   };
 
   function control(self, action, query) {
-    if (!self.client) return Promise.resolve(false);
+    if (!self.client) {
+      // A JSONP poller cannot read its id (a response header): it changes channels by
+      // polling again at once with the new set.
+      if (self.conn && self.transport() === 'poll') { self._drop(); self._connect(); }
+      return Promise.resolve(true);
+    }
     var url = self.url + '/clients/' + self.client + '/' + action + (query ? '?' + query : '');
     return fetch(url, { method: 'POST' }).then(function (r) { return r.status === 204; });
   }
@@ -263,9 +288,8 @@
 
   /** Ends the subscriber for good. */
   Comet.prototype.close = function () {
-    var done = control(this, 'close', '');
     this._finish();
-    return done;
+    return control(this, 'close', '');
   };
 
   root.Comet = Comet;

@@ -1,0 +1,153 @@
+// comet.js in a real browser: headless Chromium (Debian's) driven by playwright-core.
+//   node tests/browser/run.mjs GATEWAY_BINARY OUT_DIR
+// For each transport: messages arrive in order; after the gateway restarts the client
+// reconnects and gets everything published since, with no duplicate (the restart is
+// reported as a reset); a cursor behind the buffer is reported as lost; subscribe and
+// unsubscribe change what arrives without a new data connection. Screenshots of the demo
+// page go to OUT_DIR. Prints one line per check; exits non-zero on the first failure.
+import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import fs from 'node:fs';
+
+const [bin, outDir] = process.argv.slice(2);
+fs.mkdirSync(outDir, { recursive: true });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function until(what, cond, ms = 15000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+function check(cond, msg) { if (!cond) throw new Error(msg); }
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+}
+
+const pub = await freePort();
+const adm = await freePort();
+let gw = null;
+async function startGateway() {
+  gw = spawn(bin, ['--listen', `127.0.0.1:${pub}`, '--admin-listen', `127.0.0.1:${adm}`,
+    '--buffer', '5', '--poll-timeout', '2s', '--heartbeat', '1s', '--demo'], { stdio: 'ignore' });
+  await until('the gateway', async () => {
+    try { return (await fetch(`http://127.0.0.1:${adm}/healthz`)).ok; } catch { return false; }
+  });
+}
+async function stopGateway() {
+  const g = gw; gw = null;
+  const gone = new Promise((r) => g.on('exit', r));
+  g.kill('SIGKILL');
+  await gone;
+}
+async function publish(channel, body) {
+  const r = await fetch(`http://127.0.0.1:${adm}/pub?channel=${channel}`, { method: 'POST', body });
+  check(r.status === 200, `publish: HTTP ${r.status}`);
+  return (await r.json()).seq;
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const base = `http://127.0.0.1:${pub}`;
+let failed = false;
+await startGateway();
+try {
+  for (const t of (process.env.TRANSPORTS || 'events,stream,iframe,poll').split(',')) {
+    const page = await browser.newPage();
+    const dataRequests = [];
+    page.on('request', (r) => { if (/\/(events|stream|iframe|poll)\?channel=b-/.test(r.url())) dataRequests.push(r.url()); });
+    await page.goto(`${base}/?transport=${t}`, { waitUntil: 'domcontentloaded' });
+    const ch = `b-${t}`;
+    await page.evaluate(({ t, ch }) => {
+      window.got = []; window.lost = []; window.st = [];
+      window.c = new Comet({ url: '', channels: [ch], transport: t, timeout: 3000,
+        onMessage: (d, c, s) => window.got.push([c, s, d]),
+        onLost: (c, f, to) => window.lost.push([c, f, to]),
+        onStatus: (s) => window.st.push(s) });
+    }, { t, ch });
+    await until(`${t}: open`, () => page.evaluate(() => window.st.includes('open')));
+
+    // In order.
+    const first = [];
+    for (let i = 0; i < 5; i++) first.push(await publish(ch, `one ${i} </script><b>&`));
+    await until(`${t}: 5 messages`, () => page.evaluate(() => window.got.length >= 5));
+    let got = await page.evaluate(() => window.got);
+    check(JSON.stringify(got.map((m) => m[1])) === JSON.stringify(first), `${t}: order ${JSON.stringify(got)}`);
+    check(got[4][2] === 'one 4 </script><b>&', `${t}: payload ${got[4][2]}`);
+    console.log(`ok ${t}: 5 messages in order`);
+
+    // Gateway restart mid-run: the client comes back by itself.
+    await stopGateway();
+    await sleep(300);
+    await startGateway();
+    // The channel starts a new life; whatever is published now must arrive once.
+    await until(`${t}: reconnected`, () => page.evaluate(() => window.st.lastIndexOf('open') > window.st.indexOf('reconnecting') && window.st.includes('reconnecting')), 30000)
+      .catch(async (e) => { throw new Error(`${e.message}; statuses ${JSON.stringify(await page.evaluate(() => window.st))}`); });
+    const second = [];
+    for (let i = 0; i < 4; i++) second.push(await publish(ch, `two ${i}`));
+    await until(`${t}: messages after restart`, () => page.evaluate((n) => window.got.filter((m) => m[2].startsWith('two')).length >= n, 4), 20000);
+    await sleep(300);
+    got = await page.evaluate(() => window.got);
+    const after = got.filter((m) => m[2].startsWith('two')).map((m) => m[1]);
+    check(JSON.stringify(after) === JSON.stringify(second), `${t}: after restart ${JSON.stringify(after)} want ${JSON.stringify(second)}`);
+    check(got.length === 9, `${t}: ${got.length} messages, want 9 (duplicates?)`);
+    console.log(`ok ${t}: resumed after a gateway restart, no loss, no duplicate`);
+
+    // Lost: a cursor behind the buffer of 5.
+    const lch = `lost-${t}`;
+    const l0 = await publish(lch, 'x0');
+    for (let i = 1; i < 8; i++) await publish(lch, `x${i}`);
+    await page.evaluate(({ t, lch, l0 }) => {
+      window.lgot = []; window.llost = [];
+      window.c2 = new Comet({ url: '', channels: [lch], seq: { [lch]: l0 }, transport: t, timeout: 3000,
+        onMessage: (d, c, s) => window.lgot.push(s), onLost: (c, f, to) => window.llost.push([f, to]) });
+    }, { t, lch, l0 });
+    await until(`${t}: buffered tail`, () => page.evaluate(() => window.lgot.length >= 5));
+    const [lgot, llost] = await page.evaluate(() => [window.lgot, window.llost]);
+    check(JSON.stringify(llost) === JSON.stringify([[l0, l0 + 2]]), `${t}: lost ${JSON.stringify(llost)}`);
+    check(lgot[0] === l0 + 3 && lgot.length === 5, `${t}: tail ${JSON.stringify(lgot)}`);
+    await page.evaluate(() => window.c2.close());
+    console.log(`ok ${t}: lost range reported`);
+
+    // subscribe/unsubscribe on the live data connection.
+    const before = dataRequests.length;
+    const ch2 = `b2-${t}`;
+    await page.evaluate((ch2) => window.c.subscribe(ch2), ch2);
+    await sleep(200);
+    const s2 = await publish(ch2, 'sub');
+    await until(`${t}: subscribed channel`, () => page.evaluate((s2) => window.got.some((m) => m[1] === s2), s2));
+    await page.evaluate((ch) => window.c.unsubscribe(ch), ch);
+    await sleep(200);
+    await publish(ch, 'after unsubscribe');
+    const s3 = await publish(ch2, 'still subscribed');
+    await until(`${t}: message after unsubscribe`, () => page.evaluate((s3) => window.got.some((m) => m[1] === s3), s3));
+    got = await page.evaluate(() => window.got);
+    check(!got.some((m) => m[2] === 'after unsubscribe'), `${t}: got a message after unsubscribe`);
+    if (t !== 'poll') {
+      check(dataRequests.length === before, `${t}: ${dataRequests.length - before} new data connections for subscribe/unsubscribe`);
+    }
+    console.log(`ok ${t}: subscribe/unsubscribe without a new data connection`);
+
+    await page.evaluate(() => window.c.close());
+    await publish('demo.chat', `hello from the ${t} test`);
+    await sleep(1500);
+    await page.screenshot({ path: `${outDir}/demo-${t}.png` });
+    console.log(`ok ${t}: screenshot ${outDir}/demo-${t}.png`);
+    await page.close();
+  }
+} catch (e) {
+  console.log(`FAIL ${e.message}`);
+  failed = true;
+} finally {
+  await browser.close();
+  if (gw) await stopGateway();
+}
+process.exit(failed ? 1 : 0);
