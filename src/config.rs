@@ -57,6 +57,10 @@ pub struct Config {
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub admin_listen: SocketAddr,
 
+    /// Every admin request must carry `Authorization: Bearer TOKEN` (else 401).
+    #[arg(long, env = "COMET_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// Messages kept per channel for subscribers that come back.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub buffer: u32,

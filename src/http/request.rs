@@ -48,6 +48,8 @@ pub struct Head {
     pub origin: Option<String>,
     /// EventSource's `Last-Event-ID` header (a cursor).
     pub last_event_id: Option<String>,
+    /// The `Authorization` header (never logged).
+    pub authorization: Option<String>,
     /// Length of the head in bytes, including the blank line.
     pub len: usize,
 }
@@ -116,6 +118,7 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Status, HttpError> {
     let mut expect_continue = false;
     let mut origin = None;
     let mut last_event_id = None;
+    let mut authorization = None;
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -143,6 +146,8 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Status, HttpError> {
             expect_continue = header_tokens(h.value).any(|t| t == "100-continue");
         } else if name.eq_ignore_ascii_case("origin") {
             origin = std::str::from_utf8(h.value).ok().map(str::to_owned);
+        } else if name.eq_ignore_ascii_case("authorization") {
+            authorization = std::str::from_utf8(h.value).ok().map(str::to_owned);
         } else if name.eq_ignore_ascii_case("last-event-id") {
             last_event_id = std::str::from_utf8(h.value).ok().map(str::to_owned);
         }
@@ -168,6 +173,7 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Status, HttpError> {
         expect_continue,
         origin,
         last_event_id,
+        authorization,
         len,
     }))
 }

@@ -109,6 +109,7 @@ impl Server {
                 }
             }
         }
+        self.stats.delivered += (parked.len() + streams.len()) as u64;
         for sub in parked {
             self.answer_poll(sub, std::slice::from_ref(&json), false);
         }

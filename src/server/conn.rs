@@ -261,11 +261,12 @@ impl Conn {
         }
     }
 
-    /// Writes queued bytes until the queue is empty or the socket would block. `Err` means
-    /// the connection is dead.
-    pub fn flush(&mut self) -> io::Result<()> {
+    /// Writes queued bytes until the queue is empty or the socket would block; returns how
+    /// many were written. `Err` means the connection is dead.
+    pub fn flush(&mut self) -> io::Result<usize> {
+        let mut written = 0;
         let Some(buf) = self.io.as_deref_mut() else {
-            return Ok(());
+            return Ok(0);
         };
         while !buf.wq.is_empty() {
             let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
@@ -276,6 +277,7 @@ impl Conn {
             match self.sock.write_vectored(&iov[..n_iov]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(mut n) => {
+                    written += n;
                     buf.pending -= n;
                     while n > 0 {
                         let front = buf.wq.front_mut().expect("written bytes were queued");
@@ -289,13 +291,13 @@ impl Conn {
                     }
                 }
                 // The socket buffer is full; a writable event will resume us.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
         }
         debug_assert_eq!(buf.pending, 0, "empty queue with pending bytes");
-        Ok(())
+        Ok(written)
     }
 
     /// Frees the buffers when both are empty.

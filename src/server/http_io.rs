@@ -202,9 +202,13 @@ impl Server {
             return;
         };
         let before = conn.pending();
-        if conn.flush().is_err() {
-            return self.close(key);
+        match conn.flush() {
+            Ok(n) => self.stats.bytes_out += n as u64,
+            Err(_) => return self.close(key),
         }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         let drained = conn.wq_is_empty();
         if drained && matches!(conn.phase, Phase::Closing) {
             return self.close(key);

@@ -10,13 +10,15 @@
 //! Children: `conn` (one connection's buffers and I/O), `http_io` (request framing and
 //! responses), `routes` (which handler serves which path), `longpoll` (parking and
 //! answering polls), `stream` (the streaming transports), `clients` (client ids, long-poll
-//! sessions between polls, control requests), `admin` (publishing and channel info).
+//! sessions between polls, control requests), `admin` (publishing and channel info),
+//! `manage` (admin auth, channel list and delete, stats, metrics).
 
 mod admin;
 mod clients;
 mod conn;
 mod http_io;
 mod longpoll;
+mod manage;
 mod routes;
 mod stream;
 
@@ -78,6 +80,12 @@ pub struct Stats {
     pub evicted: u64,
     /// Subscribers closed for passing `--max-pending-bytes`.
     pub slow_consumers: u64,
+    /// Messages handed to subscribers (a poll answer or a stream frame each).
+    pub delivered: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+    /// Admin requests refused for a missing or wrong token.
+    pub auth_failures: u64,
 }
 
 /// Stops a running server from another thread.

@@ -37,8 +37,14 @@ enum Endpoint<'a> {
     DemoPublish,
     /// A file served from memory (public): body and content type.
     Static(&'static [u8], &'static str),
-    /// `GET /channels/NAME` (admin).
+    /// `GET` or `DELETE /channels/NAME` (admin).
     Channel(&'a str),
+    /// `GET /channels` (admin).
+    ChannelList,
+    /// `GET /stats` (admin).
+    Stats,
+    /// `GET /metrics` (admin).
+    Metrics,
     /// `GET /healthz` (admin).
     Healthz,
 }
@@ -74,6 +80,9 @@ impl Endpoint<'_> {
         match path {
             "/pub" => Some(Endpoint::Publish),
             "/healthz" => Some(Endpoint::Healthz),
+            "/channels" => Some(Endpoint::ChannelList),
+            "/stats" => Some(Endpoint::Stats),
+            "/metrics" => Some(Endpoint::Metrics),
             _ => path
                 .strip_prefix("/channels/")
                 .filter(|n| !n.is_empty())
@@ -86,10 +95,13 @@ impl Endpoint<'_> {
             Endpoint::Publish | Endpoint::DemoPublish | Endpoint::Control(..) => {
                 (Method::Post, "POST, OPTIONS")
             }
+            Endpoint::Channel(_) => (Method::Get, "GET, DELETE, OPTIONS"),
             Endpoint::Poll
             | Endpoint::Stream(_)
             | Endpoint::Static(..)
-            | Endpoint::Channel(_)
+            | Endpoint::ChannelList
+            | Endpoint::Stats
+            | Endpoint::Metrics
             | Endpoint::Healthz => (Method::Get, "GET, OPTIONS"),
         }
     }
@@ -112,7 +124,13 @@ impl Server {
             let h = response::head(204, "", 0, head.keep_alive, &cors, &extra);
             return self.respond(key, [h], head.keep_alive);
         }
-        if head.method != method {
+        if admin && !self.admin_allowed(&head) {
+            let e = HttpError::new(401, "missing or wrong admin token");
+            let extra = "WWW-Authenticate: Bearer\r\n";
+            return self.respond_error(key, &head, e, &cors, extra);
+        }
+        let delete = matches!(endpoint, Endpoint::Channel(_)) && head.method == Method::Delete;
+        if head.method != method && !delete {
             let extra = format!("Allow: {allow}\r\n");
             let e = HttpError::new(405, "method not allowed");
             return self.respond_error(key, &head, e, &cors, &extra);
@@ -145,7 +163,11 @@ impl Server {
                 let h = response::head(200, ctype, body.len(), head.keep_alive, &cors, "");
                 self.respond(key, [h, body], head.keep_alive);
             }
+            Endpoint::Channel(name) if delete => self.handle_channel_delete(key, &head, name, cors),
             Endpoint::Channel(name) => self.handle_channel_info(key, &head, name, cors),
+            Endpoint::ChannelList => self.handle_channel_list(key, &head, &query, cors),
+            Endpoint::Stats => self.handle_stats(key, &head, cors),
+            Endpoint::Metrics => self.handle_metrics(key, &head, cors),
             Endpoint::Healthz => {
                 let body = Bytes::from_static(b"ok\n");
                 let h = response::head(200, "text/plain", body.len(), head.keep_alive, &cors, "");

@@ -213,9 +213,13 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.flush().is_err() {
-            return self.close(key);
+        match conn.flush() {
+            Ok(n) => self.stats.bytes_out += n as u64,
+            Err(_) => return self.close(key),
         }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         if conn.pending() > max {
             self.stats.slow_consumers += 1;
             if let Phase::Streaming(st) = &conn.phase {

@@ -1,0 +1,291 @@
+//! The management side of the admin listener: the `--admin-token` check, `GET /channels`
+//! (list), `DELETE /channels/NAME` (its subscribers get `close`), `GET /stats` (JSON) and
+//! `GET /metrics` (Prometheus text). Tokens are compared in constant time and never logged.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+
+use super::conn::Phase;
+use super::{stream, Server};
+use crate::channel::valid_name;
+use crate::event;
+use crate::handle::Key;
+use crate::http::query::Query;
+use crate::http::request::Head;
+use crate::http::response::{self, Cors};
+use crate::http::HttpError;
+use crate::transport::{self, Format};
+
+/// Most channels one `GET /channels` lists.
+const MAX_LIST: usize = 10_000;
+
+/// Compares without an early exit, so the time taken does not tell how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Connection counts by kind.
+#[derive(Default)]
+struct Kinds {
+    public: u64,
+    admin: u64,
+    parked: u64,
+    ndjson: u64,
+    iframe: u64,
+    sse: u64,
+}
+
+impl Server {
+    /// True when the request may use the admin listener (no token set, or the right one).
+    pub(super) fn admin_allowed(&mut self, head: &Head) -> bool {
+        let Some(token) = self.config.admin_token.as_deref() else {
+            return true;
+        };
+        let given = head
+            .authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let ok = constant_time_eq(given.trim().as_bytes(), token.as_bytes());
+        if !ok {
+            self.stats.auth_failures += 1;
+        }
+        ok
+    }
+
+    fn json_ok(&mut self, key: Key, head: &Head, cors: &Cors, ctype: &str, body: String) {
+        let body = Bytes::from(body);
+        let h = response::head(200, ctype, body.len(), head.keep_alive, cors, "");
+        self.respond(key, [h, body], head.keep_alive);
+    }
+
+    /// `GET /channels[?prefix=P&limit=N]`, sorted by name.
+    pub(super) fn handle_channel_list(&mut self, key: Key, head: &Head, q: &Query, cors: Cors) {
+        let prefix = q.get("prefix").unwrap_or("");
+        let limit = match q.get("limit").map(str::parse::<usize>) {
+            None => 100,
+            Some(Ok(n)) => n.min(MAX_LIST),
+            Some(Err(_)) => {
+                let e = HttpError::new(400, "bad limit");
+                return self.respond_error(key, head, e, &cors, "");
+            }
+        };
+        let mut list: Vec<_> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.name().starts_with(prefix))
+            .map(|(_, c)| {
+                (
+                    c.name().to_owned(),
+                    c.next_seq(),
+                    c.buffered(),
+                    c.subs.len(),
+                )
+            })
+            .collect();
+        list.sort();
+        list.truncate(limit);
+        let items: Vec<String> = list
+            .iter()
+            .map(|(n, next, buffered, subs)| {
+                format!("{{\"channel\":\"{n}\",\"next_seq\":{next},\"buffered\":{buffered},\"subscribers\":{subs}}}")
+            })
+            .collect();
+        self.json_ok(
+            key,
+            head,
+            &cors,
+            "application/json",
+            format!("[{}]", items.join(",")),
+        );
+    }
+
+    /// `DELETE /channels/NAME`: every subscriber gets `close` for it, then it is dropped.
+    pub(super) fn handle_channel_delete(&mut self, key: Key, head: &Head, name: &str, cors: Cors) {
+        let found = valid_name(name).then(|| self.channels.find(name)).flatten();
+        let Some(ck) = found.and_then(|ck| self.channels.remove(ck).map(|ch| (ck, ch))) else {
+            let e = HttpError::new(404, "no such channel");
+            return self.respond_error(key, head, e, &cors, "");
+        };
+        let (ck, ch) = ck;
+        let close = event::close(name);
+        let subscribers: Vec<Key> = ch.subs.iter().map(|(_, k)| *k).collect();
+        for sub in subscribers {
+            let Some(conn) = self.conns.get_mut(sub) else {
+                continue;
+            };
+            match &mut conn.phase {
+                Phase::Parked(_) => self.answer_poll(sub, std::slice::from_ref(&close), false),
+                Phase::Streaming(st) => {
+                    st.subs.remove(ck);
+                    let cursor = stream::cursor_of(&self.channels, st.subs.as_slice());
+                    let frame = transport::frame(st.format, &close, &cursor, &st.cb);
+                    let empty = st.subs.as_slice().is_empty();
+                    conn.queue(frame);
+                    if empty {
+                        self.end_stream(sub, &[]);
+                    } else {
+                        self.flush_stream(sub);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let h = response::head(204, "", 0, head.keep_alive, &cors, "");
+        self.respond(key, [h], head.keep_alive);
+    }
+
+    fn kinds(&self) -> Kinds {
+        let mut k = Kinds::default();
+        for (_, c) in self.conns.iter() {
+            if c.admin {
+                k.admin += 1;
+            } else {
+                k.public += 1;
+            }
+            match &c.phase {
+                Phase::Parked(_) => k.parked += 1,
+                Phase::Streaming(st) => match st.format {
+                    Format::Ndjson => k.ndjson += 1,
+                    Format::Iframe => k.iframe += 1,
+                    Format::Sse => k.sse += 1,
+                },
+                _ => {}
+            }
+        }
+        k
+    }
+
+    /// `GET /stats`.
+    pub(super) fn handle_stats(&mut self, key: Key, head: &Head, cors: Cors) {
+        let k = self.kinds();
+        let s = self.stats;
+        let body = format!(
+            concat!(
+                "{{\"connections\":{{\"public\":{},\"admin\":{},\"parked_polls\":{},\"streams\":{{\"stream\":{},\"iframe\":{},\"events\":{}}}}},",
+                "\"sessions\":{},\"channels\":{},",
+                "\"messages\":{{\"published\":{},\"delivered\":{},\"evicted\":{}}},",
+                "\"bytes_out\":{},\"slow_consumers_dropped\":{},\"accepted\":{},\"refused_max_conns\":{},",
+                "\"accept_errors\":{},\"auth_failures\":{}}}"
+            ),
+            k.public, k.admin, k.parked, k.ndjson, k.iframe, k.sse,
+            self.sessions.len(), self.channels.len(),
+            s.published, s.delivered, s.evicted,
+            s.bytes_out, s.slow_consumers, s.accepted, s.refused, s.accept_fd_errors, s.auth_failures
+        );
+        self.json_ok(key, head, &cors, "application/json", body);
+    }
+
+    /// `GET /metrics` (Prometheus text format 0.0.4).
+    pub(super) fn handle_metrics(&mut self, key: Key, head: &Head, cors: Cors) {
+        let k = self.kinds();
+        let s = self.stats;
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(
+                out,
+                "# HELP comet_{name} {help}\n# TYPE comet_{name} {kind}"
+            );
+            for (labels, v) in samples {
+                let _ = writeln!(out, "comet_{name}{labels} {v}");
+            }
+        };
+        metric(
+            "connections",
+            "gauge",
+            "Open client connections by kind.",
+            &[
+                ("{kind=\"public\"}", k.public),
+                ("{kind=\"admin\"}", k.admin),
+                ("{kind=\"parked_poll\"}", k.parked),
+                ("{kind=\"stream\"}", k.ndjson),
+                ("{kind=\"iframe\"}", k.iframe),
+                ("{kind=\"events\"}", k.sse),
+            ],
+        );
+        metric(
+            "sessions",
+            "gauge",
+            "Long-poll sessions between polls.",
+            &[("", self.sessions.len() as u64)],
+        );
+        metric(
+            "channels",
+            "gauge",
+            "Channels that exist.",
+            &[("", self.channels.len() as u64)],
+        );
+        metric(
+            "messages_published_total",
+            "counter",
+            "Messages published (per channel).",
+            &[("", s.published)],
+        );
+        metric(
+            "messages_delivered_total",
+            "counter",
+            "Messages handed to subscribers.",
+            &[("", s.delivered)],
+        );
+        metric(
+            "messages_evicted_total",
+            "counter",
+            "Messages dropped from buffers by size or ttl.",
+            &[("", s.evicted)],
+        );
+        metric(
+            "bytes_out_total",
+            "counter",
+            "Bytes written to clients.",
+            &[("", s.bytes_out)],
+        );
+        metric(
+            "slow_consumers_dropped_total",
+            "counter",
+            "Subscribers closed past --max-pending-bytes.",
+            &[("", s.slow_consumers)],
+        );
+        metric(
+            "connections_accepted_total",
+            "counter",
+            "Connections accepted.",
+            &[("", s.accepted)],
+        );
+        metric(
+            "connections_refused_total",
+            "counter",
+            "Connections refused at --max-conns.",
+            &[("", s.refused)],
+        );
+        metric(
+            "accept_errors_total",
+            "counter",
+            "accept() failures for lack of descriptors.",
+            &[("", s.accept_fd_errors)],
+        );
+        metric(
+            "auth_failures_total",
+            "counter",
+            "Admin requests with a missing or wrong token.",
+            &[("", s.auth_failures)],
+        );
+        self.json_ok(key, head, &cors, "text/plain; version=0.0.4", out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_compare() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}
