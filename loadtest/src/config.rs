@@ -74,6 +74,10 @@ pub struct Config {
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub admin: SocketAddr,
 
+    /// Bearer token for the gateway's admin listener (its --admin-token).
+    #[arg(long, env = "COMET_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// The server under test.
     #[arg(long, value_enum, default_value_t = Kind::Gateway)]
     pub target_kind: Kind,

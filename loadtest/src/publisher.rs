@@ -16,10 +16,12 @@ pub(crate) struct Admin {
     sock: StdStream,
     buf: Vec<u8>,
     kind: Kind,
+    /// `Authorization` header line, if a token was given.
+    auth: String,
 }
 
 impl Admin {
-    pub(crate) fn connect(addr: SocketAddr, kind: Kind) -> io::Result<Admin> {
+    pub(crate) fn connect(addr: SocketAddr, kind: Kind, token: Option<&str>) -> io::Result<Admin> {
         let sock = StdStream::connect(addr)?;
         sock.set_read_timeout(Some(Duration::from_secs(10)))?;
         sock.set_nodelay(true)?;
@@ -27,6 +29,7 @@ impl Admin {
             sock,
             buf: Vec::new(),
             kind,
+            auth: token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n")),
         })
     }
 
@@ -39,7 +42,8 @@ impl Admin {
         };
         write!(
             self.sock,
-            "POST {path} HTTP/1.1\r\nHost: lt\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: lt\r\n{}Content-Length: {}\r\n\r\n{body}",
+            self.auth,
             body.len()
         )?;
         loop {
@@ -113,7 +117,7 @@ pub(crate) fn publisher(cfg: Config, names: Vec<String>, stop: Arc<AtomicBool>) 
         errors: 0,
         elapsed: Duration::ZERO,
     };
-    let mut admin = match Admin::connect(cfg.admin, cfg.target_kind) {
+    let mut admin = match Admin::connect(cfg.admin, cfg.target_kind, cfg.admin_token.as_deref()) {
         Ok(a) => a,
         Err(_) => {
             out.errors += 1;

@@ -71,7 +71,7 @@ pub fn run(cfg: &Config) -> io::Result<Summary> {
     let names: Vec<String> = (0..cfg.channels).map(|i| format!("{tag}-{i}")).collect();
     // Create every channel with one message; subscribers start right after it, so each
     // one's expected deliveries are exactly what the run publishes.
-    let mut admin = Admin::connect(cfg.admin, cfg.target_kind)?;
+    let mut admin = Admin::connect(cfg.admin, cfg.target_kind, cfg.admin_token.as_deref())?;
     let mut start = Vec::with_capacity(names.len());
     for n in &names {
         // Stamped number 0: Nchan subscribers receive it first (`oldest`) and skip it.
