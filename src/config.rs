@@ -128,6 +128,11 @@ pub struct Config {
     #[arg(long, default_value = "256k", value_parser = parse_size)]
     pub max_pending_bytes: usize,
 
+    /// On SIGTERM/SIGINT: how long to let answered polls and ended streams flush before
+    /// exiting anyway. A second signal exits at once.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// Enable the demo: `POST /demo/pub?channel=demo.NAME` on the public listener (only
     /// `demo.` channels) and a tick published to `demo.ticker` every second.
     #[arg(long)]

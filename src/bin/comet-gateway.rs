@@ -13,6 +13,10 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if let Err(e) = server.handle_signals() {
+        log::error!("cannot install signal handlers: {e}");
+        std::process::exit(1);
+    }
     if let Err(e) = server.run() {
         log::error!("reactor failed: {e}");
         std::process::exit(1);

@@ -20,6 +20,7 @@ mod http_io;
 mod longpoll;
 mod manage;
 mod routes;
+mod shutdown;
 mod stream;
 
 use std::collections::HashMap;
@@ -63,6 +64,8 @@ enum TimerKind {
     Session(Key),
     /// `--demo`: publish the next tick to `demo.ticker`.
     DemoTick,
+    /// `--shutdown-timeout` has passed since the first signal.
+    ShutdownDeadline,
 }
 
 /// Counters the server keeps (the management API exposes them in a later version).
@@ -132,6 +135,12 @@ pub struct Server {
     stats: Stats,
     shutdown: Arc<AtomicBool>,
     waker: Arc<Waker>,
+    /// Read end of the signal self-pipe, once `handle_signals` ran.
+    signal_pipe: Option<mio::net::UnixStream>,
+    /// A signal arrived: no more accepting; finishing what is open.
+    draining: bool,
+    /// Return from `run` now.
+    stop_now: bool,
 }
 
 fn is_fd_exhaustion(e: &io::Error) -> bool {
@@ -191,6 +200,9 @@ impl Server {
             stats: Stats::default(),
             shutdown: Arc::new(AtomicBool::new(false)),
             waker,
+            signal_pipe: None,
+            draining: false,
+            stop_now: false,
         })
     }
 
@@ -225,7 +237,10 @@ impl Server {
             self.wheel.insert(self.now + 1000, TimerKind::DemoTick);
         }
         let mut fired = Vec::new();
-        while !self.shutdown.load(Ordering::SeqCst) {
+        while !self.shutdown.load(Ordering::SeqCst) && !self.stop_now {
+            if self.draining && self.conns.is_empty() {
+                break;
+            }
             let timeout = self
                 .wheel
                 .next_expiration()
@@ -241,6 +256,7 @@ impl Server {
                     PUBLIC => self.accept(false),
                     ADMIN => self.accept(true),
                     WAKER => {}
+                    shutdown::SIGNAL => self.signalled(),
                     Token(index) => {
                         if let Some(key) = self.conns.key_at(index) {
                             self.conn_ready(
@@ -332,7 +348,7 @@ impl Server {
     }
 
     fn resume_accepting(&mut self) {
-        if self.accept_paused {
+        if self.accept_paused && !self.draining {
             self.accept_paused = false;
             log::info!("accept resumed");
             self.accept(false);
@@ -376,6 +392,10 @@ impl Server {
             }
             TimerKind::Channel(key) => self.channel_expiry(key),
             TimerKind::Session(key) => self.session_expired(key),
+            TimerKind::ShutdownDeadline => {
+                log::warn!("shutdown timeout: {} connections left", self.conns.len());
+                self.stop_now = true;
+            }
             TimerKind::DemoTick => {
                 let tick = format!("{} s since start", self.now / 1000);
                 if let Ok(keys) = self.open_channels(std::iter::once("demo.ticker")) {
