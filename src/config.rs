@@ -61,6 +61,10 @@ pub struct Config {
     #[arg(long, env = "COMET_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    /// Subscribers must carry `token=` signed with this secret (see `/sign`); else 403.
+    #[arg(long, env = "COMET_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
     /// Messages kept per channel for subscribers that come back.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub buffer: u32,

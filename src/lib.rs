@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //!
+//! - [`auth`]: subscriber tokens (HMAC-SHA256), signing and checking.
 //! - [`config`]: command-line flags and their defaults.
 //! - [`server`]: the reactor: listeners, connections, request framing, routing, handlers.
 //! - [`http`]: request heads (httparse under limits), query strings, response heads.
@@ -19,6 +20,7 @@
 //! - [`handle`]: generation-checked slab keys.
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod channel;
 pub mod channels;
 pub mod config;

@@ -146,6 +146,7 @@ impl Server {
                 let wanted =
                     subscription::parse_channels(q, self.config.max_channels_per_subscriber)?;
                 let names: Vec<&str> = wanted.iter().map(|w| w.channel.as_str()).collect();
+                self.authorize(q, &names)?;
                 match target {
                     ClientRef::Session(sk) => {
                         // "From now on" means from this request, not from the next poll:

@@ -65,6 +65,10 @@ impl Server {
             Vec::new()
         };
         let cb = subscription::parse_callback(q)?;
+        let names: Vec<&str> = requested.iter().map(|w| w.channel.as_str()).collect();
+        if !names.is_empty() {
+            self.authorize(q, &names)?;
+        }
         // The session: resumed from `client=`, or new.
         let (client, mut channels) = match q.get("client") {
             Some(text) => {

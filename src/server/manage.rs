@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::conn::Phase;
 use super::{stream, Server};
+use crate::auth;
 use crate::channel::valid_name;
 use crate::event;
 use crate::handle::Key;
@@ -39,7 +40,67 @@ struct Kinds {
     sse: u64,
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 impl Server {
+    /// With `--auth-secret`, checks the request's `token=` (one for all channels, or one
+    /// per channel in order) against every channel it names; 403 otherwise.
+    pub(super) fn authorize(&mut self, q: &Query, channels: &[&str]) -> Result<(), HttpError> {
+        let Some(secret) = self.config.auth_secret.as_deref() else {
+            return Ok(());
+        };
+        let tokens: Vec<&str> = q.list("token").filter(|t| !t.is_empty()).collect();
+        let result = if tokens.is_empty() {
+            Err(HttpError::new(403, "missing token"))
+        } else if tokens.len() != 1 && tokens.len() != channels.len() {
+            Err(HttpError::new(403, "give one token, or one per channel"))
+        } else {
+            let now = unix_now();
+            channels.iter().enumerate().try_for_each(|(i, ch)| {
+                let token = tokens[if tokens.len() == 1 { 0 } else { i }];
+                auth::check(secret.as_bytes(), token, ch, now).map_err(|r| {
+                    HttpError::new(
+                        403,
+                        match r {
+                            auth::Refusal::Malformed => "malformed token",
+                            auth::Refusal::Forged => "invalid token",
+                            auth::Refusal::Expired => "expired token",
+                            auth::Refusal::WrongChannel => "token does not cover this channel",
+                        },
+                    )
+                })
+            })
+        };
+        if result.is_err() {
+            self.stats.auth_failures += 1;
+        }
+        result
+    }
+
+    /// `POST /sign?channel=NAME[*]&ttl=SECONDS` (admin): a subscriber token.
+    pub(super) fn handle_sign(&mut self, key: Key, head: &Head, q: &Query, cors: Cors) {
+        let Some(secret) = self.config.auth_secret.clone() else {
+            let e = HttpError::new(404, "subscriber auth is off (no --auth-secret)");
+            return self.respond_error(key, head, e, &cors, "");
+        };
+        let scope = q.get("channel").unwrap_or("");
+        let name = scope.strip_suffix('*').unwrap_or(scope);
+        let name_ok = valid_name(name) || (scope.ends_with('*') && name.is_empty());
+        let ttl = q.get("ttl").map_or(Ok(3600), str::parse::<u64>);
+        let (true, Ok(ttl)) = (name_ok, ttl) else {
+            let e = HttpError::new(400, "need channel=NAME (or PREFIX*) and a numeric ttl");
+            return self.respond_error(key, head, e, &cors, "");
+        };
+        let expires = unix_now().saturating_add(ttl.max(1));
+        let token = auth::sign(secret.as_bytes(), scope, expires);
+        let body = format!("{{\"token\":\"{token}\",\"expires\":{expires}}}");
+        self.json_ok(key, head, &cors, "application/json", body);
+    }
+
     /// True when the request may use the admin listener (no token set, or the right one).
     pub(super) fn admin_allowed(&mut self, head: &Head) -> bool {
         let Some(token) = self.config.admin_token.as_deref() else {

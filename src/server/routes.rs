@@ -43,6 +43,8 @@ enum Endpoint<'a> {
     ChannelList,
     /// `GET /stats` (admin).
     Stats,
+    /// `POST /sign` (admin).
+    Sign,
     /// `GET /metrics` (admin).
     Metrics,
     /// `GET /healthz` (admin).
@@ -82,6 +84,7 @@ impl Endpoint<'_> {
             "/healthz" => Some(Endpoint::Healthz),
             "/channels" => Some(Endpoint::ChannelList),
             "/stats" => Some(Endpoint::Stats),
+            "/sign" => Some(Endpoint::Sign),
             "/metrics" => Some(Endpoint::Metrics),
             _ => path
                 .strip_prefix("/channels/")
@@ -92,7 +95,7 @@ impl Endpoint<'_> {
 
     fn method(&self) -> (Method, &'static str) {
         match self {
-            Endpoint::Publish | Endpoint::DemoPublish | Endpoint::Control(..) => {
+            Endpoint::Publish | Endpoint::DemoPublish | Endpoint::Control(..) | Endpoint::Sign => {
                 (Method::Post, "POST, OPTIONS")
             }
             Endpoint::Channel(_) => (Method::Get, "GET, DELETE, OPTIONS"),
@@ -167,6 +170,7 @@ impl Server {
             Endpoint::Channel(name) => self.handle_channel_info(key, &head, name, cors),
             Endpoint::ChannelList => self.handle_channel_list(key, &head, &query, cors),
             Endpoint::Stats => self.handle_stats(key, &head, cors),
+            Endpoint::Sign => self.handle_sign(key, &head, &query, cors),
             Endpoint::Metrics => self.handle_metrics(key, &head, cors),
             Endpoint::Healthz => {
                 let body = Bytes::from_static(b"ok\n");

@@ -106,6 +106,8 @@ impl Server {
         format: Format,
     ) -> Result<(), HttpError> {
         let mut wanted = subscription::parse_channels(q, self.config.max_channels_per_subscriber)?;
+        let names: Vec<&str> = wanted.iter().map(|w| w.channel.as_str()).collect();
+        self.authorize(q, &names)?;
         let cb = subscription::parse_callback(q)?;
         let cb: Box<str> = match (format, cb) {
             (Format::Iframe, None) => return Err(HttpError::new(400, "missing cb")),
