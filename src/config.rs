@@ -137,6 +137,15 @@ pub struct Config {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Log level: error, warn, info, debug, trace or off (RUST_LOG, if set, refines it).
+    #[arg(long, default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace", "off"])]
+    pub log_level: String,
+
+    /// Log one line per request (target `access`): peer, listener, method, path without
+    /// the query (so no token is ever logged), and the status, or `parked`/`stream`.
+    #[arg(long)]
+    pub access_log: bool,
+
     /// Enable the demo: `POST /demo/pub?channel=demo.NAME` on the public listener (only
     /// `demo.` channels) and a tick published to `demo.ticker` every second.
     #[arg(long)]

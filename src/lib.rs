@@ -16,6 +16,7 @@
 //! - [`subscription`]: the `channel`/`seq`/`cb`/`client` parameters of subscribe requests.
 //! - [`event`]: the JSON events, script-safe.
 //! - [`transport`]: the chunked wire formats of `/stream`, `/iframe`, `/events`.
+//! - [`fuzzing`]: the request path's parsers behind one entry point, for fuzzing.
 //! - [`timer`]: the hierarchical timer wheel that holds every timeout.
 //! - [`handle`]: generation-checked slab keys.
 #![deny(missing_docs)]
@@ -25,6 +26,7 @@ pub mod channel;
 pub mod channels;
 pub mod config;
 pub mod event;
+pub mod fuzzing;
 pub mod handle;
 pub mod http;
 pub mod server;

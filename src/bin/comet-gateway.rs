@@ -4,8 +4,13 @@ use clap::Parser;
 use comet_gateway::{Config, Server};
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = Config::parse();
+    let mut logger = env_logger::Builder::new();
+    logger.parse_filters(&config.log_level);
+    if let Ok(spec) = std::env::var("RUST_LOG") {
+        logger.parse_filters(&spec);
+    }
+    logger.init();
     let mut server = match Server::bind(config) {
         Ok(s) => s,
         Err(e) => {

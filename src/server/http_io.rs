@@ -181,7 +181,16 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        let mut first = true;
         for p in parts {
+            if first {
+                // "HTTP/1.1 NNN ...": remembered for the access log.
+                self.last_status = p
+                    .get(9..12)
+                    .and_then(|d| std::str::from_utf8(d).ok()?.parse().ok())
+                    .unwrap_or(0);
+                first = false;
+            }
             conn.queue(p);
         }
         if keep_alive && !conn.peer_closed {

@@ -141,6 +141,8 @@ pub struct Server {
     draining: bool,
     /// Return from `run` now.
     stop_now: bool,
+    /// Status of the response `respond` queued last (for the access log).
+    last_status: u16,
 }
 
 fn is_fd_exhaustion(e: &io::Error) -> bool {
@@ -203,6 +205,7 @@ impl Server {
             signal_pipe: None,
             draining: false,
             stop_now: false,
+            last_status: 0,
         })
     }
 

@@ -113,6 +113,28 @@ impl Endpoint<'_> {
 impl Server {
     /// Dispatches one whole request.
     pub(super) fn route(&mut self, key: Key, head: Head, body: Bytes, cors: Cors) {
+        if !self.config.access_log {
+            return self.dispatch(key, head, body, cors);
+        }
+        let (method, path) = (head.method, head.path.clone());
+        let (admin, peer) = self
+            .conns
+            .get(key)
+            .map_or((false, None), |c| (c.admin, c.sock.peer_addr().ok()));
+        self.last_status = 0;
+        self.dispatch(key, head, body, cors);
+        let outcome = match self.conns.get(key).map(|c| &c.phase) {
+            Some(super::conn::Phase::Parked(_)) => "parked".to_string(),
+            Some(super::conn::Phase::Streaming(_)) => "stream".to_string(),
+            _ => self.last_status.to_string(),
+        };
+        let peer = peer.map_or("-".to_string(), |p| p.to_string());
+        let listener = if admin { "admin" } else { "public" };
+        // The query is left out: it may carry a token.
+        log::info!(target: "access", "{peer} {listener} {method:?} {path} {outcome}");
+    }
+
+    fn dispatch(&mut self, key: Key, head: Head, body: Bytes, cors: Cors) {
         let Some(admin) = self.conns.get(key).map(|c| c.admin) else {
             return;
         };
