@@ -268,3 +268,45 @@ fn cors_preflight_and_headers() {
     );
     assert_eq!(r.header("Access-Control-Allow-Origin"), None);
 }
+
+#[test]
+fn cors_on_success_and_on_a_timed_out_poll() {
+    let s = TestServer::start(|c| {
+        c.allow_origin = vec!["https://a.example".into(), "https://b.example".into()];
+        c.poll_timeout = Duration::from_millis(100);
+    });
+    s.publish_seq("cors", "x");
+    let ok = request(
+        s.public,
+        "GET /poll?channel=cors&seq=0 HTTP/1.1\r\nOrigin: https://b.example\r\n\r\n",
+    );
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        ok.header("Access-Control-Allow-Origin"),
+        Some("https://b.example")
+    );
+    assert_eq!(ok.header("Vary"), Some("Origin"));
+    assert_eq!(
+        ok.header("Access-Control-Expose-Headers"),
+        Some("X-Comet-Client")
+    );
+    // A parked poll answered by its timeout keeps the CORS answer of its request.
+    let timed_out = request(
+        s.public,
+        "GET /poll?channel=quiet HTTP/1.1\r\nOrigin: https://a.example\r\n\r\n",
+    );
+    assert_eq!(timed_out.json(), serde_json::json!([{"type": "noop"}]));
+    assert_eq!(
+        timed_out.header("Access-Control-Allow-Origin"),
+        Some("https://a.example")
+    );
+    // The admin listener answers CORS the same way.
+    let r = request(
+        s.admin,
+        "GET /healthz HTTP/1.1\r\nOrigin: https://a.example\r\n\r\n",
+    );
+    assert_eq!(
+        r.header("Access-Control-Allow-Origin"),
+        Some("https://a.example")
+    );
+}
