@@ -1,6 +1,6 @@
 //! One entry point that runs untrusted request bytes through every pure parser of the
-//! request path: the request head (under the limits), the query, the subscribe
-//! parameters, client ids, cursors, tokens, and the script-safe encoder. The cargo-fuzz
+//! request path: the request head (under the limits), the router's path matching, the
+//! query, the subscribe parameters, client ids, cursors, tokens, and the script-safe encoder. The cargo-fuzz
 //! target (`fuzz/`) and the corpus-replay test (`tests/fuzz_corpus.rs`) both call it; it
 //! must never panic.
 
@@ -18,6 +18,9 @@ pub fn request_path(data: &[u8]) {
         let _ = request::parse(&data[..end], 8192);
     }
     if let Ok(Status::Complete(head)) = request::parse(data, 8192) {
+        // The router's path matching, on both listeners.
+        let _ = crate::server::route_exists(false, &head.path);
+        let _ = crate::server::route_exists(true, &head.path);
         if let Ok(q) = Query::parse(&head.query) {
             let _ = subscription::parse_channels(&q, 16);
             let _ = subscription::parse_callback(&q);

@@ -47,6 +47,12 @@ const PUBLIC: Token = Token(usize::MAX - 1);
 const ADMIN: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
 
+/// Whether `path` names an endpoint on the admin (`true`) or public listener: the
+/// router's path matching, exposed for the fuzz entry point.
+pub fn route_exists(admin: bool, path: &str) -> bool {
+    routes::exists(admin, path)
+}
+
 /// How long accepting pauses after the process ran out of descriptors, unless a
 /// connection closes first.
 const ACCEPT_RETRY_MS: u64 = 100;

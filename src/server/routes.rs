@@ -110,6 +110,15 @@ impl Endpoint<'_> {
     }
 }
 
+/// Whether a path names an endpoint on the given listener (for the fuzz entry point).
+pub(crate) fn exists(admin: bool, path: &str) -> bool {
+    Endpoint::parse(admin, path).is_some_and(|e| {
+        // Touch what a handler would read from it.
+        let _ = e.method();
+        true
+    })
+}
+
 impl Server {
     /// Dispatches one whole request.
     pub(super) fn route(&mut self, key: Key, head: Head, body: Bytes, cors: Cors) {
