@@ -39,6 +39,7 @@ fn bench(c: &mut Criterion) {
                         let mut parts: Vec<Bytes> = Vec::with_capacity(3);
                         transport::message_parts(
                             format,
+                            true,
                             &m,
                             "news",
                             true,

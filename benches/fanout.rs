@@ -76,6 +76,7 @@ fn bench(c: &mut Criterion) {
                         let mut parts = Vec::with_capacity(3);
                         transport::message_parts(
                             format,
+                            true,
                             msg,
                             "news",
                             true,

@@ -39,8 +39,9 @@ pub fn sign(secret: &[u8], scope: &str, expires: u64) -> String {
     )
 }
 
-/// Checks that `token` lets its bearer subscribe to `channel` at Unix time `now`.
-pub fn check(secret: &[u8], token: &str, channel: &str, now: u64) -> Result<(), Refusal> {
+/// Checks that `token` lets its bearer subscribe to `channel` at Unix time `now`;
+/// returns when it expires.
+pub fn check(secret: &[u8], token: &str, channel: &str, now: u64) -> Result<u64, Refusal> {
     let mut parts = token.split('~');
     let (Some(scope), Some(expires), Some(sig), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -67,7 +68,7 @@ pub fn check(secret: &[u8], token: &str, channel: &str, now: u64) -> Result<(), 
         None => scope == channel,
     };
     if covered {
-        Ok(())
+        Ok(expires)
     } else {
         Err(Refusal::WrongChannel)
     }
@@ -81,7 +82,7 @@ mod tests {
     fn tokens() {
         let s = b"secret";
         let t = sign(s, "news", 1000);
-        assert_eq!(check(s, &t, "news", 999), Ok(()));
+        assert_eq!(check(s, &t, "news", 999), Ok(1000));
         assert_eq!(check(s, &t, "news", 1000), Err(Refusal::Expired));
         assert_eq!(check(s, &t, "chat", 10), Err(Refusal::WrongChannel));
         assert_eq!(check(b"other", &t, "news", 10), Err(Refusal::Forged));
@@ -89,7 +90,7 @@ mod tests {
         assert_eq!(check(s, &forged, "news", 10), Err(Refusal::Forged));
         assert_eq!(check(s, "nonsense", "news", 10), Err(Refusal::Malformed));
         let p = sign(s, "room.*", 1000);
-        assert_eq!(check(s, &p, "room.1", 10), Ok(()));
+        assert_eq!(check(s, &p, "room.1", 10), Ok(1000));
         assert_eq!(check(s, &p, "lobby", 10), Err(Refusal::WrongChannel));
     }
 }

@@ -90,6 +90,9 @@ pub struct Channel {
     /// Connections waiting on this channel. A connection remembers its slot here so it
     /// can leave in O(1).
     pub subs: Slab<Key>,
+    /// Long-poll sessions between two polls that hold this channel: they count as
+    /// subscribers, so the channel outlives the gap between polls.
+    pub holders: u32,
     /// Last publish, or last moment it had subscribers (reactor ms), for `--channel-ttl`.
     pub last_active_ms: u64,
 }
@@ -103,6 +106,7 @@ impl Channel {
             next_seq: first_seq,
             buf: VecDeque::new(),
             subs: Slab::new(),
+            holders: 0,
             last_active_ms: now_ms,
         }
     }
@@ -115,6 +119,17 @@ impl Channel {
     /// The seq the next published message gets.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
+    }
+
+    /// True once a message was published in this life of the channel. A channel that
+    /// never had one lives only while something subscribes to it.
+    pub fn is_published(&self) -> bool {
+        self.next_seq > self.first_seq
+    }
+
+    /// True when no connection and no session subscribes to it.
+    pub fn is_unsubscribed(&self) -> bool {
+        self.subs.is_empty() && self.holders == 0
     }
 
     /// The first seq of this life of the channel.

@@ -1,29 +1,42 @@
-//! The registry of channels: lookup by name, creation under `--max-channels`, and the
+//! The registry of channels: lookup by name (ordered, so a listing costs what it
+//! returns), creation, the count of published channels under `--max-channels`, and the
 //! seq of a new channel's first message.
 //!
 //! A channel's first seq is the wall-clock time of its creation in microseconds, and never
 //! less than one past any seq this process has issued, so a channel created again (after
 //! a delete or expiry) never reuses a seq of its earlier life. Across restarts that holds
-//! while a channel's lifetime average stays under one message per microsecond. Expiry
-//! timers are armed by the server, which owns the timer wheel; this module only answers
-//! whether a channel may go.
+//! while a channel's lifetime average stays under one message per microsecond.
+//!
+//! Only published channels (those that have had a message) count against the cap: a
+//! channel that subscribers named and nobody published to is bounded by its subscribers
+//! (the server frees it when the last one leaves). Expiry timers are armed by the server,
+//! which owns the timer wheel; this module only answers whether a channel may go.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::ops::Bound;
 
-use crate::channel::Channel;
+use crate::channel::{Channel, Message};
 use crate::handle::{GenSlab, Key};
-
-/// Why a channel could not be created.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Full;
 
 /// All channels.
 #[derive(Default)]
 pub struct Channels {
-    by_name: HashMap<Box<str>, Key>,
+    by_name: BTreeMap<Box<str>, Key>,
     slab: GenSlab<Channel>,
+    /// How many channels have had a message.
+    published: usize,
     /// One past the highest seq any channel of this process could have issued so far.
     floor: u64,
+}
+
+/// What a publish did to its channel.
+pub struct Published<'a> {
+    /// The new message.
+    pub msg: &'a Message,
+    /// Messages evicted from the buffer to make room.
+    pub evicted: usize,
+    /// This was the channel's first message: it now counts as published.
+    pub first: bool,
 }
 
 impl Channels {
@@ -37,27 +50,23 @@ impl Channels {
         self.slab.is_empty()
     }
 
+    /// Number of channels that have had a message (what `--max-channels` caps).
+    pub fn published(&self) -> usize {
+        self.published
+    }
+
     /// The key of channel `name`, if it exists.
     pub fn find(&self, name: &str) -> Option<Key> {
         self.by_name.get(name).copied()
     }
 
-    /// Creates channel `name` (which must not exist) unless `max` channels exist.
-    pub fn create(
-        &mut self,
-        name: &str,
-        max: usize,
-        now_ms: u64,
-        wall_us: u64,
-    ) -> Result<Key, Full> {
+    /// Creates channel `name`, which must not exist. Caps are the caller's business.
+    pub fn create(&mut self, name: &str, now_ms: u64, wall_us: u64) -> Key {
         debug_assert!(self.find(name).is_none(), "channel {name} exists");
-        if self.slab.len() >= max {
-            return Err(Full);
-        }
         let first = wall_us.max(self.floor).max(1);
         let key = self.slab.insert(Channel::new(name, first, now_ms));
         self.by_name.insert(name.into(), key);
-        Ok(key)
+        key
     }
 
     /// The channel `key` names.
@@ -70,12 +79,54 @@ impl Channels {
         self.slab.get_mut(key)
     }
 
+    /// Appends a message to channel `key`, evicting the oldest past `capacity`.
+    pub fn publish(
+        &mut self,
+        key: Key,
+        payload: &str,
+        now_ms: u64,
+        capacity: usize,
+    ) -> Option<Published<'_>> {
+        let ch = self.slab.get_mut(key)?;
+        let first = !ch.is_published();
+        if first {
+            self.published += 1;
+        }
+        let (msg, evicted) = ch.publish(payload, now_ms, capacity);
+        Some(Published {
+            msg,
+            evicted,
+            first,
+        })
+    }
+
     /// Removes a channel, remembering its seqs so a new life starts past them.
     pub fn remove(&mut self, key: Key) -> Option<Channel> {
         let ch = self.slab.remove(key)?;
         self.by_name.remove(ch.name());
+        if ch.is_published() {
+            self.published -= 1;
+        }
         self.floor = self.floor.max(ch.next_seq() + 1);
         Some(ch)
+    }
+
+    /// Removes channel `key` if nobody ever published to it and nothing subscribes to
+    /// it any more. Returns true if it went.
+    pub fn remove_if_unused(&mut self, key: Key) -> bool {
+        let unused = self
+            .slab
+            .get(key)
+            .is_some_and(|c| !c.is_published() && c.is_unsubscribed());
+        unused && self.remove(key).is_some()
+    }
+
+    /// Channels whose names start with `prefix`, in name order: costs what it yields.
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Channel> + 'a {
+        self.by_name
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(move |(name, _)| name.starts_with(prefix))
+            .filter_map(|(_, k)| self.slab.get(*k))
     }
 
     /// Every channel with its key.
@@ -89,20 +140,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cap_and_recreation_never_reuse_seqs() {
+    fn recreation_never_reuses_seqs() {
         let mut chs = Channels::default();
-        let a = chs.create("a", 2, 0, 5000).unwrap();
-        chs.create("b", 2, 0, 5000).unwrap();
-        assert_eq!(chs.create("c", 2, 0, 5000), Err(Full));
+        let a = chs.create("a", 0, 5000);
         for _ in 0..100 {
-            chs.get_mut(a).unwrap().publish("x", 0, 10);
+            chs.publish(a, "x", 0, 10).unwrap();
         }
         let last = chs.get(a).unwrap().next_seq() - 1;
         chs.remove(a);
         assert_eq!(chs.find("a"), None);
         // Same clock reading as before: the new life still starts past the old one.
-        let a2 = chs.create("a", 2, 0, 5000).unwrap();
+        let a2 = chs.create("a", 0, 5000);
         assert!(chs.get(a2).unwrap().first_seq() > last);
         assert!(chs.get(a).is_none(), "old key is stale");
+    }
+
+    #[test]
+    fn only_published_channels_count_and_unused_ones_go() {
+        let mut chs = Channels::default();
+        let a = chs.create("a", 0, 1);
+        let b = chs.create("b", 0, 1);
+        assert_eq!((chs.len(), chs.published()), (2, 0));
+        assert!(chs.publish(a, "x", 0, 10).unwrap().first);
+        assert!(!chs.publish(a, "y", 0, 10).unwrap().first);
+        assert_eq!(chs.published(), 1);
+        // A published channel stays (its ttl decides); an unused unpublished one goes.
+        assert!(!chs.remove_if_unused(a));
+        chs.get_mut(b).unwrap().holders = 1;
+        assert!(!chs.remove_if_unused(b), "a session holds it");
+        chs.get_mut(b).unwrap().holders = 0;
+        assert!(chs.remove_if_unused(b));
+        assert_eq!((chs.len(), chs.published()), (1, 1));
+        chs.remove(a);
+        assert_eq!((chs.len(), chs.published()), (0, 0));
+    }
+
+    #[test]
+    fn prefix_listing_is_ordered_and_bounded() {
+        let mut chs = Channels::default();
+        for n in ["b.2", "a", "b.1", "b", "c", "b.10"] {
+            chs.create(n, 0, 1);
+        }
+        let names = |p: &str| {
+            chs.with_prefix(p)
+                .map(|c| c.name().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("b."), ["b.1", "b.10", "b.2"]);
+        assert_eq!(names(""), ["a", "b", "b.1", "b.10", "b.2", "c"]);
+        assert!(names("d").is_empty());
+        assert_eq!(chs.with_prefix("").take(2).count(), 2);
     }
 }

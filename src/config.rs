@@ -27,6 +27,56 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{text}` is too long"))
 }
 
+const MS: Duration = Duration::from_millis(1);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// Parses a duration and checks it lies in `min..=max`, so a zero heartbeat or a
+/// deadline past the clock's range is refused at start-up with a message.
+fn duration_in(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < min || d > max {
+        return Err(format!(
+            "`{text}` is out of range: use {} to {}",
+            show(min),
+            show(max)
+        ));
+    }
+    Ok(d)
+}
+
+fn show(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        "0".into()
+    } else if ms.is_multiple_of(86_400_000) {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// A timeout: 10 ms to 30 days.
+fn timeout(text: &str) -> Result<Duration, String> {
+    duration_in(text, 10 * MS, 30 * DAY)
+}
+
+/// A ttl where 0 means "never": 0 to 365 days.
+fn ttl(text: &str) -> Result<Duration, String> {
+    duration_in(text, Duration::ZERO, 365 * DAY)
+}
+
+/// How long an idle channel is kept: 10 ms to 365 days.
+fn channel_ttl(text: &str) -> Result<Duration, String> {
+    duration_in(text, 10 * MS, 365 * DAY)
+}
+
+/// The shutdown grace period: 0 (exit at once) to 1 hour.
+fn grace(text: &str) -> Result<Duration, String> {
+    duration_in(text, Duration::ZERO, DAY / 24)
+}
+
 fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim();
     let (num, mult) = if let Some(n) = t.strip_suffix(['k', 'K']) {
@@ -40,6 +90,29 @@ fn parse_size(text: &str) -> Result<usize, String> {
         .ok()
         .and_then(|n| n.checked_mul(mult))
         .ok_or_else(|| format!("`{text}` is not a size (try 65536, 64k, 1m)"))
+}
+
+fn size_in(text: &str, min: usize, max: usize) -> Result<usize, String> {
+    let n = parse_size(text)?;
+    if n < min || n > max {
+        return Err(format!("`{text}` is out of range: use {min} to {max}"));
+    }
+    Ok(n)
+}
+
+/// `--max-message`: 1 byte to 64 MiB.
+fn message_size(text: &str) -> Result<usize, String> {
+    size_in(text, 1, 64 << 20)
+}
+
+/// `--max-header-bytes`: 1 KiB to 1 MiB.
+fn header_size(text: &str) -> Result<usize, String> {
+    size_in(text, 1024, 1 << 20)
+}
+
+/// `--max-pending-bytes`: 4 KiB to 1 GiB.
+fn pending_size(text: &str) -> Result<usize, String> {
+    size_in(text, 4096, 1 << 30)
 }
 
 /// Comet Gateway: HTTP long-poll and streaming push on one thread.
@@ -70,71 +143,84 @@ pub struct Config {
     pub buffer: u32,
 
     /// How long a buffered message is kept (0 = until pushed out by newer ones).
-    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    #[arg(long, default_value = "0", value_parser = ttl)]
     pub message_ttl: Duration,
 
     /// A channel with no subscribers and no publish for this long is dropped.
-    #[arg(long, default_value = "3600s", value_parser = parse_duration)]
+    #[arg(long, default_value = "3600s", value_parser = channel_ttl)]
     pub channel_ttl: Duration,
 
-    /// Most channels that may exist; a request that would create one more gets 503.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub max_channels: usize,
+    /// Most published channels (those that have had a message); a publish that would
+    /// make one more gets 503. Channels only subscribers named do not count: they live
+    /// while their subscribers do.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub max_channels: u64,
 
     /// Largest payload accepted by /pub, in bytes (413 past it).
-    #[arg(long, default_value = "65536", value_parser = parse_size)]
+    #[arg(long, default_value = "65536", value_parser = message_size)]
     pub max_message: usize,
 
-    /// Most channels one subscribe request may name (400 past it).
-    #[arg(long, default_value_t = 16)]
-    pub max_channels_per_subscriber: usize,
+    /// Most channels one subscriber (a request, a stream, a session) may have (400 past it).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub max_channels_per_subscriber: u16,
 
     /// How long a long-poll is held before it is answered with a noop.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = timeout)]
     pub poll_timeout: Duration,
 
     /// A stream idle this long gets a heartbeat (`noop`, or an SSE comment).
-    #[arg(long, default_value = "25s", value_parser = parse_duration)]
+    #[arg(long, default_value = "25s", value_parser = timeout)]
     pub heartbeat: Duration,
 
     /// A stream is ended with `reconnect` (carrying its cursor) after this long.
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = timeout)]
     pub stream_max_age: Duration,
 
     /// A long-poll session not polled again within this is forgotten [default: 2 x
     /// --poll-timeout].
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = timeout)]
     pub session_timeout: Option<Duration>,
 
     /// Largest request head accepted, in bytes (431 past it).
-    #[arg(long, default_value = "8192", value_parser = parse_size)]
+    #[arg(long, default_value = "8192", value_parser = header_size)]
     pub max_header_bytes: usize,
 
     /// A connection that sends no complete request within this is closed.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = timeout)]
     pub header_timeout: Duration,
 
     /// An idle keep-alive connection is closed after this.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = timeout)]
     pub idle_timeout: Duration,
 
     /// Listen backlog of each listener: connections the kernel queues before they are
     /// accepted, for reconnect storms (capped by net.core.somaxconn).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(i32).range(1..=65535))]
     pub backlog: i32,
 
-    /// Most open client connections (both listeners); past it, new ones get 503.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub max_conns: usize,
+    /// Most open connections on the public listener; past it, new ones get 503.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub max_conns: u64,
+
+    /// Most open connections on the admin listener (503 past it). Public accepts always
+    /// leave some descriptors free for the admin listener, so publishers and health
+    /// checks get in however busy the public side is.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_admin_conns: u64,
+
+    /// Most long-poll sessions kept between polls; past it the one idle longest is
+    /// forgotten (its client starts a new session, keeping its cursor).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub max_sessions: u64,
 
     /// A subscriber whose unsent output passes this is sent `error` (if it fits) and
     /// closed; on other connections, pipelined requests wait below it.
-    #[arg(long, default_value = "256k", value_parser = parse_size)]
+    #[arg(long, default_value = "256k", value_parser = pending_size)]
     pub max_pending_bytes: usize,
 
     /// On SIGTERM/SIGINT: how long to let answered polls and ended streams flush before
     /// exiting anyway. A second signal exits at once.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = grace)]
     pub shutdown_timeout: Duration,
 
     /// Log level: error, warn, info, debug, trace or off (RUST_LOG, if set, refines it).
@@ -154,6 +240,11 @@ pub struct Config {
     /// Origins allowed by CORS, comma-separated; `*` allows any.
     #[arg(long, default_value = "*", value_delimiter = ',')]
     pub allow_origin: Vec<String>,
+
+    /// CORS with credentials (cookies): the allowed origin is echoed with
+    /// `Access-Control-Allow-Credentials: true`. Needs an explicit --allow-origin list.
+    #[arg(long)]
+    pub allow_credentials: bool,
 }
 
 impl Default for Config {
@@ -163,6 +254,26 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Checks what the flags cannot check one by one. The server refuses to start with
+    /// the message.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.allow_credentials && self.allow_origin.iter().any(|o| o == "*") {
+            return Err(
+                "--allow-credentials needs an explicit --allow-origin list, not `*` \
+                 (browsers refuse credentials with a wildcard origin)"
+                    .into(),
+            );
+        }
+        let bad = |o: &String| o.is_empty() || !o.bytes().all(|b| b.is_ascii_graphic());
+        if self.allow_origin.iter().any(bad) {
+            return Err("--allow-origin has an empty or malformed entry".into());
+        }
+        if self.allow_origin.len() > u16::MAX as usize {
+            return Err("--allow-origin lists too many origins".into());
+        }
+        Ok(())
+    }
+
     /// `--session-timeout`, or its default of twice the poll timeout.
     pub fn session_timeout(&self) -> Duration {
         self.session_timeout.unwrap_or(self.poll_timeout * 2)

@@ -1,12 +1,19 @@
-//! The wire formats of the streaming transports, all inside HTTP/1.1 chunked bodies:
-//! newline-delimited JSON (`/stream`), `<script>` chunks for a hidden iframe (`/iframe`)
-//! and EventSource frames (`/events`). Pure functions that build `Bytes`; which parts are
-//! shared between subscribers and which are per subscriber is decided here.
+//! The wire formats of the streaming transports: newline-delimited JSON (`/stream`),
+//! `<script>` chunks for a hidden iframe (`/iframe`) and EventSource frames (`/events`),
+//! each inside an HTTP/1.1 chunked body, or written raw for an HTTP/1.0 client (whose
+//! body ends when the connection closes). Pure functions that build `Bytes`; which parts
+//! are shared between subscribers and which are per subscriber is decided here.
+//!
+//! EventSource framing: every blank-line-terminated block carries a `data:` line,
+//! because several popular clients (fetch-event-source, httpx-sse) turn a block without
+//! data into an empty message. So the `retry:` hint rides in the first event's block,
+//! and heartbeats are a comment line with no blank line after it.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::channel::Message;
 use crate::event;
+use crate::http::response::ctype;
 
 /// A streaming transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,9 +30,9 @@ impl Format {
     /// The response's content type.
     pub fn content_type(self) -> &'static str {
         match self {
-            Format::Ndjson => "application/x-ndjson",
-            Format::Iframe => "text/html; charset=utf-8",
-            Format::Sse => "text/event-stream",
+            Format::Ndjson => ctype::NDJSON,
+            Format::Iframe => ctype::HTML,
+            Format::Sse => ctype::SSE,
         }
     }
 }
@@ -34,10 +41,11 @@ impl Format {
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 /// How long an EventSource waits before reconnecting, sent as `retry:` (ms).
 pub const SSE_RETRY_MS: u64 = 2000;
-/// The heartbeat of an EventSource stream: a comment, in its chunk.
-pub const SSE_HEARTBEAT: &[u8] = b"5\r\n:hb\n\n\r\n";
-/// The iframe's closing of one script chunk.
-const IFRAME_SUFFIX: &[u8] = b");</script>\n\r\n";
+/// The heartbeat of an EventSource stream: a comment line, no blank line after it.
+pub const SSE_HEARTBEAT: &[u8] = b":hb\n";
+/// The iframe's closing of one script (and of its chunk, when chunked).
+const IFRAME_SUFFIX: &[u8] = b");</script>\n";
+const IFRAME_SUFFIX_CHUNKED: &[u8] = b");</script>\n\r\n";
 
 /// Wraps `body` into one chunk.
 pub fn chunk(body: &[u8]) -> Bytes {
@@ -54,38 +62,23 @@ fn put_chunk_head(out: &mut BytesMut, len: usize) {
     let _ = write!(out, "{len:x}\r\n");
 }
 
-/// What a stream sends before its first event: the iframe's padding (browsers render
-/// nothing of a streamed document before about 1 KiB), the EventSource `retry:` hint.
-pub fn prelude(format: Format) -> Option<Bytes> {
-    match format {
-        Format::Ndjson => None,
-        Format::Iframe => {
-            let mut body = String::from(
-                "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body>\n<!--",
-            );
-            body.push_str(&" ".repeat(1024));
-            body.push_str("-->\n");
-            Some(chunk(body.as_bytes()))
-        }
-        Format::Sse => Some(chunk(format!("retry: {SSE_RETRY_MS}\n\n").as_bytes())),
+fn framed(body: BytesMut, chunked: bool) -> Bytes {
+    if chunked {
+        chunk(&body)
+    } else {
+        body.freeze()
     }
 }
 
-/// The parts that carry one event (any JSON event) to one subscriber. `cursor` is the
-/// subscriber's cursor after the event (EventSource `id:`), `cb` the iframe callback.
-pub fn frame(format: Format, json: &[u8], cursor: &str, cb: &str) -> Bytes {
-    let mut out = BytesMut::with_capacity(json.len() + cursor.len() + cb.len() + 40);
+/// Appends one event, unframed: an ndjson line, a script, or an EventSource block
+/// (with the `retry:` hint first when `retry`).
+fn put_event(out: &mut BytesMut, format: Format, json: &[u8], cursor: &str, cb: &str, retry: bool) {
     match format {
         Format::Ndjson => {
-            put_chunk_head(&mut out, json.len() + 1);
             out.put_slice(json);
-            out.put_slice(b"\n\r\n");
+            out.put_u8(b'\n');
         }
         Format::Iframe => {
-            put_chunk_head(
-                &mut out,
-                json.len() + cb.len() + 9 + IFRAME_SUFFIX.len() - 2,
-            );
             out.put_slice(b"<script>");
             out.put_slice(cb.as_bytes());
             out.put_u8(b'(');
@@ -93,23 +86,49 @@ pub fn frame(format: Format, json: &[u8], cursor: &str, cb: &str) -> Bytes {
             out.put_slice(IFRAME_SUFFIX);
         }
         Format::Sse => {
-            put_chunk_head(&mut out, cursor.len() + json.len() + 13);
+            if retry {
+                use std::fmt::Write;
+                let _ = writeln!(out, "retry: {SSE_RETRY_MS}");
+            }
             out.put_slice(b"id: ");
             out.put_slice(cursor.as_bytes());
             out.put_slice(b"\ndata: ");
             out.put_slice(json);
-            out.put_slice(b"\n\n\r\n");
+            out.put_slice(b"\n\n");
         }
     }
-    out.freeze()
+}
+
+/// The bytes that carry one event (any JSON event) to one subscriber. `cursor` is the
+/// subscriber's cursor after the event (EventSource `id:`), `cb` the iframe callback.
+pub fn frame(format: Format, json: &[u8], cursor: &str, cb: &str, chunked: bool) -> Bytes {
+    let mut body = BytesMut::with_capacity(json.len() + cursor.len() + cb.len() + 40);
+    put_event(&mut body, format, json, cursor, cb, false);
+    framed(body, chunked)
+}
+
+/// What a stream sends first: the iframe's padding (browsers render nothing of a
+/// streamed document before about 1 KiB), then `hello` (for EventSource, in one block
+/// with the `retry:` hint).
+pub fn opening(format: Format, hello: &[u8], cursor: &str, cb: &str, chunked: bool) -> Bytes {
+    let mut body = BytesMut::with_capacity(hello.len() + cursor.len() + cb.len() + 1200);
+    if format == Format::Iframe {
+        body.put_slice(b"<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body>\n<!--");
+        body.put_bytes(b' ', 1024);
+        body.put_slice(b"-->\n");
+    }
+    put_event(&mut body, format, hello, cursor, cb, true);
+    framed(body, chunked)
 }
 
 /// The parts that carry a published message to one subscriber, sharing every byte that
 /// other subscribers of the same format receive too. `single` says the subscriber has
 /// only this channel, so its EventSource cursor is the channel's own and the whole frame
-/// is shared.
+/// is shared. Unchunked (HTTP/1.0) streams share the JSON and add their framing around it.
+#[allow(clippy::too_many_arguments)]
 pub fn message_parts(
     format: Format,
+    chunked: bool,
     msg: &Message,
     channel: &str,
     single: bool,
@@ -117,34 +136,44 @@ pub fn message_parts(
     cb: &str,
     out: &mut Vec<Bytes>,
 ) {
-    match format {
-        Format::Ndjson => out.push(
+    match (format, chunked) {
+        (Format::Ndjson, true) => out.push(
             msg.ndjson
-                .get_or_init(|| frame(Format::Ndjson, &msg.json, "", ""))
+                .get_or_init(|| frame(Format::Ndjson, &msg.json, "", "", true))
                 .clone(),
         ),
-        Format::Iframe => {
+        (Format::Ndjson, false) => {
+            out.push(msg.json.clone());
+            out.push(Bytes::from_static(b"\n"));
+        }
+        (Format::Iframe, _) => {
             let mut head = BytesMut::with_capacity(cb.len() + 24);
-            put_chunk_head(
-                &mut head,
-                msg.json.len() + cb.len() + 9 + IFRAME_SUFFIX.len() - 2,
-            );
+            if chunked {
+                put_chunk_head(
+                    &mut head,
+                    msg.json.len() + cb.len() + 9 + IFRAME_SUFFIX.len(),
+                );
+            }
             head.put_slice(b"<script>");
             head.put_slice(cb.as_bytes());
             head.put_u8(b'(');
             out.push(head.freeze());
             out.push(msg.json.clone());
-            out.push(Bytes::from_static(IFRAME_SUFFIX));
+            out.push(Bytes::from_static(if chunked {
+                IFRAME_SUFFIX_CHUNKED
+            } else {
+                IFRAME_SUFFIX
+            }));
         }
-        Format::Sse if single => out.push(
+        (Format::Sse, true) if single => out.push(
             msg.sse_single
                 .get_or_init(|| {
                     let c = format!("{channel}:{}", msg.seq + 1);
-                    frame(Format::Sse, &msg.json, &c, "")
+                    frame(Format::Sse, &msg.json, &c, "", true)
                 })
                 .clone(),
         ),
-        Format::Sse => {
+        (Format::Sse, true) => {
             let data = msg.sse_data.get_or_init(|| {
                 let mut d = BytesMut::with_capacity(msg.json.len() + 12);
                 d.put_slice(b"\ndata: ");
@@ -160,15 +189,35 @@ pub fn message_parts(
             out.push(head.freeze());
             out.push(data.clone());
         }
+        (Format::Sse, false) => {
+            let cursor = if single {
+                format!("{channel}:{}", msg.seq + 1)
+            } else {
+                cursor()
+            };
+            let mut head = BytesMut::with_capacity(cursor.len() + 16);
+            head.put_slice(b"id: ");
+            head.put_slice(cursor.as_bytes());
+            head.put_slice(b"\ndata: ");
+            out.push(head.freeze());
+            out.push(msg.json.clone());
+            out.push(Bytes::from_static(b"\n\n"));
+        }
     }
 }
 
-/// A heartbeat for `format`.
-pub fn heartbeat(format: Format, cb: &str) -> Bytes {
-    match format {
-        Format::Sse => Bytes::from_static(SSE_HEARTBEAT),
-        _ => frame(format, event::NOOP, "", cb),
+/// A heartbeat for `format`: a `noop` event, or an EventSource comment line.
+pub fn heartbeat(format: Format, cb: &str, chunked: bool) -> Bytes {
+    match (format, chunked) {
+        (Format::Sse, true) => Bytes::from_static(b"4\r\n:hb\n\r\n"),
+        (Format::Sse, false) => Bytes::from_static(SSE_HEARTBEAT),
+        _ => frame(format, event::NOOP, "", cb, chunked),
     }
+}
+
+/// What ends a stream's body: the last chunk, or nothing (the close ends it).
+pub fn ending(chunked: bool) -> Option<Bytes> {
+    chunked.then(|| Bytes::from_static(LAST_CHUNK))
 }
 
 /// Parses an EventSource `Last-Event-ID` (a cursor, `news:8,chat:3`) into pairs.
@@ -213,43 +262,89 @@ mod tests {
     fn chunks_frame_exactly() {
         let m = msg();
         let json = std::str::from_utf8(&m.json).unwrap().to_string();
-        for (format, single) in [
-            (Format::Ndjson, true),
-            (Format::Iframe, true),
-            (Format::Sse, true),
-            (Format::Sse, false),
-        ] {
-            let mut parts = Vec::new();
-            message_parts(
-                format,
-                &m,
-                "news",
-                single,
-                || "news:42,chat:7".into(),
-                "cb",
-                &mut parts,
-            );
-            let body = String::from_utf8(dechunk(&joined(&parts))).unwrap();
-            let expect = match (format, single) {
-                (Format::Ndjson, _) => format!("{json}\n"),
-                (Format::Iframe, _) => format!("<script>cb({json});</script>\n"),
-                (Format::Sse, true) => format!("id: news:42\ndata: {json}\n\n"),
-                (Format::Sse, false) => format!("id: news:42,chat:7\ndata: {json}\n\n"),
-            };
-            assert_eq!(body, expect, "{format:?}");
-            // The same function for non-message events agrees.
-            if format != Format::Sse || single {
-                let f = frame(format, json.as_bytes(), "news:42", "cb");
-                assert_eq!(String::from_utf8(dechunk(&f)).unwrap(), expect);
+        for chunked in [true, false] {
+            for (format, single) in [
+                (Format::Ndjson, true),
+                (Format::Iframe, true),
+                (Format::Sse, true),
+                (Format::Sse, false),
+            ] {
+                let mut parts = Vec::new();
+                message_parts(
+                    format,
+                    chunked,
+                    &m,
+                    "news",
+                    single,
+                    || "news:42,chat:7".into(),
+                    "cb",
+                    &mut parts,
+                );
+                let raw = joined(&parts);
+                let body = String::from_utf8(if chunked { dechunk(&raw) } else { raw }).unwrap();
+                let expect = match (format, single) {
+                    (Format::Ndjson, _) => format!("{json}\n"),
+                    (Format::Iframe, _) => format!("<script>cb({json});</script>\n"),
+                    (Format::Sse, true) => format!("id: news:42\ndata: {json}\n\n"),
+                    (Format::Sse, false) => format!("id: news:42,chat:7\ndata: {json}\n\n"),
+                };
+                assert_eq!(body, expect, "{format:?} chunked={chunked}");
+                // The same function for non-message events agrees.
+                if format != Format::Sse || single {
+                    let f = frame(format, json.as_bytes(), "news:42", "cb", chunked);
+                    let f = if chunked { dechunk(&f) } else { f.to_vec() };
+                    assert_eq!(String::from_utf8(f).unwrap(), expect);
+                }
             }
         }
         for f in [Format::Ndjson, Format::Iframe, Format::Sse] {
-            dechunk(&heartbeat(f, "cb"));
-            if let Some(p) = prelude(f) {
-                dechunk(&p);
-            }
+            dechunk(&heartbeat(f, "cb", true));
+            dechunk(&opening(f, b"{}", "a:1", "cb", true));
         }
-        assert!(dechunk(&prelude(Format::Iframe).unwrap()).len() >= 1024);
+        assert!(dechunk(&opening(Format::Iframe, b"{}", "", "cb", true)).len() >= 1024);
+        assert_eq!(ending(true).as_deref(), Some(LAST_CHUNK));
+        assert_eq!(ending(false), None);
+    }
+
+    /// Every blank-line-terminated EventSource block carries `data:`, so no client turns
+    /// a block into an empty message; heartbeats are comment lines inside the next block.
+    #[test]
+    fn every_sse_block_carries_data() {
+        let m = msg();
+        let mut body = dechunk(&opening(
+            Format::Sse,
+            b"{\"type\":\"hello\"}",
+            "news:41",
+            "",
+            true,
+        ));
+        for _ in 0..3 {
+            body.extend(dechunk(&heartbeat(Format::Sse, "", true)));
+        }
+        let mut parts = Vec::new();
+        message_parts(
+            Format::Sse,
+            true,
+            &m,
+            "news",
+            true,
+            String::new,
+            "",
+            &mut parts,
+        );
+        body.extend(dechunk(&joined(&parts)));
+        body.extend(heartbeat(Format::Sse, "", false).iter());
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.starts_with("retry: 2000\nid: news:41\ndata: {\"type\":\"hello\"}\n\n"));
+        let blocks: Vec<&str> = text.split("\n\n").collect();
+        // The last piece is a trailing heartbeat line, not yet a block.
+        for b in &blocks[..blocks.len() - 1] {
+            assert!(
+                b.lines().any(|l| l.starts_with("data: ")),
+                "block without data: {b:?}"
+            );
+        }
+        assert_eq!(blocks[blocks.len() - 1], ":hb\n");
     }
 
     #[test]
@@ -257,12 +352,55 @@ mod tests {
         let m = msg();
         let mut a = Vec::new();
         let mut b = Vec::new();
-        message_parts(Format::Ndjson, &m, "news", true, String::new, "", &mut a);
-        message_parts(Format::Ndjson, &m, "news", true, String::new, "", &mut b);
+        message_parts(
+            Format::Ndjson,
+            true,
+            &m,
+            "news",
+            true,
+            String::new,
+            "",
+            &mut a,
+        );
+        message_parts(
+            Format::Ndjson,
+            true,
+            &m,
+            "news",
+            true,
+            String::new,
+            "",
+            &mut b,
+        );
         assert_eq!(a[0].as_ptr(), b[0].as_ptr(), "ndjson chunk is shared");
         a.clear();
-        message_parts(Format::Iframe, &m, "news", true, String::new, "f", &mut a);
+        message_parts(
+            Format::Iframe,
+            true,
+            &m,
+            "news",
+            true,
+            String::new,
+            "f",
+            &mut a,
+        );
         assert_eq!(a[1].as_ptr(), m.json.as_ptr(), "iframe shares the JSON");
+        a.clear();
+        message_parts(
+            Format::Sse,
+            false,
+            &m,
+            "news",
+            true,
+            String::new,
+            "",
+            &mut a,
+        );
+        assert_eq!(
+            a[1].as_ptr(),
+            m.json.as_ptr(),
+            "raw EventSource shares the JSON"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ fn admin(s: &TestServer, method: &str, path: &str, token: Option<&str>) -> util:
 #[test]
 fn the_admin_token_guards_every_admin_request() {
     let s = TestServer::start(|c| c.admin_token = Some("s3cret".into()));
-    for path in ["/healthz", "/stats", "/metrics", "/channels", "/channels/x"] {
+    for path in ["/stats", "/metrics", "/channels", "/channels/x"] {
         assert_eq!(
             admin(&s, "GET", path, None).status,
             401,
@@ -35,12 +35,23 @@ fn the_admin_token_guards_every_admin_request() {
         admin(&s, "POST", "/pub?channel=a", Some("s3cret")).status,
         200
     );
-    assert_eq!(admin(&s, "GET", "/healthz", Some("s3cret")).status, 200);
+    assert_eq!(admin(&s, "GET", "/stats", Some("s3cret")).status, 200);
+    // The scheme is case-insensitive (RFC 9110 11.1).
+    for scheme in ["bearer", "BEARER", "BeArEr"] {
+        let r = request(
+            s.admin,
+            &format!("GET /stats HTTP/1.1\r\nAuthorization: {scheme} s3cret\r\n\r\n"),
+        );
+        assert_eq!(r.status, 200, "{scheme}");
+    }
+    // Health checks (load-balancer probes) need no token.
+    assert_eq!(admin(&s, "GET", "/healthz", None).status, 200);
+    assert_eq!(admin(&s, "GET", "/healthz", Some("wrong")).status, 200);
     // The public listener needs no token.
     assert_eq!(get(s.public, "/poll?channel=a&seq=0").status, 200);
-    // 5 paths x (no token, wrong token) + 1 wrong publish.
+    // 4 paths x (no token, wrong token) + 1 wrong publish.
     let m = admin(&s, "GET", "/metrics", Some("s3cret")).text();
-    assert!(m.contains("comet_auth_failures_total 11"), "{m}");
+    assert!(m.contains("comet_auth_failures_total 9"), "{m}");
 }
 
 #[test]
@@ -97,16 +108,27 @@ fn deleting_a_channel_closes_its_subscribers() {
         request(s.admin, "DELETE /channels/doomed HTTP/1.1\r\n\r\n").status,
         404
     );
-    // A stream whose last channel is deleted ends.
+    // A stream whose last channel is deleted stays open, as after `unsubscribe` (an
+    // EventSource would otherwise reconnect to the deleted channel): a control request
+    // can give it channels again.
     let mut only = StreamClient::open(s.public, Transport::Stream, "channel=solo", "");
-    assert_eq!(only.next_event().unwrap()["type"], "hello");
+    let hello = only.next_event().unwrap();
+    let id = hello["client"].as_str().unwrap().to_string();
     s.wait_subscribers("solo", 1);
     assert_eq!(
         request(s.admin, "DELETE /channels/solo HTTP/1.1\r\n\r\n").status,
         204
     );
     assert_eq!(only.next_non_noop().unwrap()["type"], "close");
-    assert!(only.next_event().is_none(), "the stream ends");
+    let r = request(
+        s.public,
+        &format!(
+            "POST /clients/{id}/subscribe?channel=solo2 HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+        ),
+    );
+    assert_eq!(r.status, 204);
+    let seq = s.publish_seq("solo2", "back");
+    assert_eq!(only.data(1)[0]["seq"], seq);
 }
 
 fn metric(text: &str, name: &str) -> u64 {
@@ -128,7 +150,7 @@ fn stats_and_metrics_move_when_messages_flow() {
     let before = get(s.admin, "/metrics");
     assert_eq!(
         before.header("Content-Type"),
-        Some("text/plain; version=0.0.4")
+        Some("text/plain; version=0.0.4; charset=utf-8")
     );
     let before = before.text();
     // Every line is a comment or `name{labels} value`.
@@ -170,4 +192,45 @@ fn stats_and_metrics_move_when_messages_flow() {
         stats["sessions"].as_u64().unwrap() >= 1,
         "the answered poll left a session"
     );
+}
+
+#[test]
+fn delivered_counts_every_message_handed_to_a_subscriber() {
+    let s = TestServer::start(|_| {});
+    for i in 0..3 {
+        s.publish_seq("dl", &format!("m{i}"));
+    }
+    let delivered = || {
+        util::stats(s.admin)["messages"]["delivered"]
+            .as_u64()
+            .unwrap()
+    };
+    // An immediate poll answer: 3.
+    assert_eq!(get(s.public, "/poll?channel=dl&seq=0").events().len(), 3);
+    assert_eq!(delivered(), 3);
+    // A stream's catch-up: 3 more.
+    let mut stream = StreamClient::open(s.public, Transport::Events, "channel=dl&seq=0", "");
+    assert_eq!(stream.next_event().unwrap()["type"], "hello");
+    stream.data(3);
+    assert_eq!(delivered(), 6);
+    // A parked poll and the live stream: one each.
+    let mut poll = Conn::open(s.public);
+    send_poll(&mut poll, "channel=dl");
+    s.wait_subscribers("dl", 2);
+    let st = util::stats(s.admin);
+    assert_eq!(st["connections"]["parked_polls"], 1, "{st}");
+    assert_eq!(st["connections"]["streams"]["events"], 1, "{st}");
+    s.publish_seq("dl", "live");
+    poll.response();
+    stream.data(1);
+    assert_eq!(delivered(), 8);
+    // Counts by kind follow the connections as they change and go.
+    drop(stream);
+    drop(poll);
+    util::wait_until("no subscriber connections left", || {
+        let st = util::stats(s.admin);
+        st["connections"]["parked_polls"] == 0
+            && st["connections"]["streams"]["events"] == 0
+            && st["connections"]["public"] == 0
+    });
 }

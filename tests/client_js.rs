@@ -16,7 +16,10 @@ fn client_and_demo_page_are_served() {
     let s = TestServer::start(|_| {});
     let js = get(s.public, "/comet.js");
     assert_eq!(js.status, 200);
-    assert_eq!(js.header("Content-Type"), Some("application/javascript"));
+    assert_eq!(
+        js.header("Content-Type"),
+        Some("application/javascript; charset=utf-8")
+    );
     assert!(js.text().contains("Comet.prototype.subscribe"));
     let mjs = get(s.public, "/comet.mjs");
     assert!(mjs.text().ends_with("export default globalThis.Comet;\n"));

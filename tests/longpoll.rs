@@ -27,7 +27,10 @@ fn publish_then_poll_from_zero_returns_buffered_in_order() {
     );
     let r = get(s.public, "/poll?channel=news&seq=0");
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/json; charset=utf-8")
+    );
     assert_eq!(r.header("Cache-Control"), Some("no-store"));
     assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
     let id = r.header("X-Comet-Client").expect("client id");
@@ -161,14 +164,18 @@ fn cursor_ahead_of_the_channel_yields_reset() {
 
 #[test]
 fn channels_only_live_while_used() {
-    let s = TestServer::start(|c| c.channel_ttl = Duration::from_millis(150));
+    let s = TestServer::start(|c| {
+        c.channel_ttl = Duration::from_millis(150);
+        c.session_timeout = Some(Duration::from_millis(100));
+    });
+    let first = s.publish_seq("held", "x");
     let mut c = Conn::open(s.public);
-    send_poll(&mut c, "channel=held");
+    send_poll(&mut c, &format!("channel=held&seq={}", first + 1));
     s.wait_subscribers("held", 1);
     // A channel with a subscriber outlives its ttl...
     std::thread::sleep(Duration::from_millis(400));
     assert!(s.channel("held").is_some());
-    // ...and goes once idle.
+    // ...and goes once idle (its poll's session, which holds it, times out first).
     drop(c);
     util::wait_until("idle channel dropped", || s.channel("held").is_none());
 }
@@ -220,7 +227,10 @@ fn jsonp_wraps_the_answer_and_bad_callbacks_are_rejected() {
     let seq = s.publish_seq("j", "hi");
     let r = get(s.public, "/poll?channel=j&seq=0&cb=jQuery_1.cb$");
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("Content-Type"), Some("application/javascript"));
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/javascript; charset=utf-8")
+    );
     let text = r.text();
     let inner = text
         .strip_prefix("/**/jQuery_1.cb$(")

@@ -27,9 +27,9 @@ fn hello_first_then_messages_in_order() {
         assert_eq!(c.head.header("Cache-Control"), Some("no-store"));
         let ctype = c.head.header("Content-Type").unwrap().to_string();
         let expect_type = match t {
-            Transport::Stream => "application/x-ndjson",
+            Transport::Stream => "application/x-ndjson; charset=utf-8",
             Transport::Iframe => "text/html; charset=utf-8",
-            Transport::Events => "text/event-stream",
+            Transport::Events => "text/event-stream; charset=utf-8",
         };
         assert_eq!(ctype, expect_type);
         let hello = c.next_event().unwrap();

@@ -246,6 +246,18 @@ mod tests {
                     chunk(":hb\n\n")
                 ),
             ),
+            // The gateway's framing since v2: `retry:` inside the first block,
+            // heartbeats as comment lines with no blank line after them.
+            (
+                Transport::Events,
+                format!(
+                    "{head}{}{}{}{}0\r\n\r\n",
+                    chunk(&format!("retry: 2000\nid: a:2\ndata: {ev}\n\n")),
+                    chunk(":hb\n"),
+                    chunk(":hb\n"),
+                    chunk("id: a:2\ndata: {\"type\":\"noop\"}\n\n")
+                ),
+            ),
             (
                 Transport::Poll,
                 format!(

@@ -40,6 +40,8 @@ pub struct Head {
     pub query: String,
     /// Whether the connection stays open after the response.
     pub keep_alive: bool,
+    /// The request is HTTP/1.0: a streamed answer must not be chunked.
+    pub http10: bool,
     /// Body length from `Content-Length` (0 when absent).
     pub content_length: usize,
     /// `Expect: 100-continue` was sent.
@@ -169,6 +171,7 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Status, HttpError> {
         path: path.to_owned(),
         query: query.to_owned(),
         keep_alive,
+        http10,
         content_length: content_length.unwrap_or(0),
         expect_continue,
         origin,
@@ -212,6 +215,8 @@ mod tests {
         assert!(complete(b"GET / HTTP/1.1\r\n\r\n").keep_alive);
         assert!(!complete(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
         assert!(!complete(b"GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(complete(b"GET / HTTP/1.0\r\n\r\n").http10);
+        assert!(!complete(b"GET / HTTP/1.1\r\n\r\n").http10);
         assert!(complete(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
         assert!(complete(b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n").expect_continue);
     }

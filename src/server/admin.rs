@@ -4,12 +4,12 @@
 use bytes::Bytes;
 
 use super::conn::Phase;
-use super::{ms, stream, Server};
+use super::{after, ms, stream, Server, TimerKind};
 use crate::channel::valid_name;
 use crate::handle::Key;
 use crate::http::query::Query;
 use crate::http::request::Head;
-use crate::http::response::{self, Cors};
+use crate::http::response::{self, ctype, Cors};
 use crate::http::HttpError;
 
 /// Most channels one publish may name.
@@ -30,15 +30,15 @@ impl Server {
                 let json = Bytes::from(json);
                 let h = response::head(
                     200,
-                    "application/json",
+                    ctype::JSON,
                     json.len(),
                     head.keep_alive,
-                    &cors,
+                    self.cors.lines(cors),
                     "",
                 );
                 self.respond(key, [h, json], head.keep_alive);
             }
-            Err(e) => self.respond_error(key, head, e, &cors, ""),
+            Err(e) => self.respond_error(key, head, e, cors, ""),
         }
     }
 
@@ -64,7 +64,7 @@ impl Server {
         }
         let payload =
             std::str::from_utf8(body).map_err(|_| HttpError::new(400, "payload is not UTF-8"))?;
-        let keys = self.open_channels(names.iter().copied())?;
+        let keys = self.open_channels(names.iter().copied(), true)?;
         let mut results = Vec::with_capacity(keys.len());
         for (name, ck) in names.iter().zip(keys) {
             if let Some(seq) = self.publish(ck, payload) {
@@ -83,15 +83,21 @@ impl Server {
     pub fn publish(&mut self, ck: Key, payload: &str) -> Option<u64> {
         let ttl = ms(self.config.message_ttl);
         let cap = self.config.buffer as usize;
-        let ch = self.channels.get_mut(ck)?;
-        let expired = ch.expire_messages(self.now, ttl);
-        let (msg, evicted) = ch.publish(payload, self.now, cap);
-        let (seq, json) = (msg.seq, msg.json.clone());
+        let expired = self.channels.get_mut(ck)?.expire_messages(self.now, ttl);
+        let p = self.channels.publish(ck, payload, self.now, cap)?;
+        let (seq, json, first) = (p.msg.seq, p.msg.json.clone(), p.first);
         self.stats.published += 1;
-        self.stats.evicted += (expired + evicted) as u64;
+        self.stats.evicted += (expired + p.evicted) as u64;
+        if first {
+            // Published channels live until idle for --channel-ttl.
+            let at = after(self.now, self.config.channel_ttl);
+            self.wheel.insert(at, TimerKind::Channel(ck));
+        }
         let mut subs = std::mem::take(&mut self.fanout);
         subs.clear();
-        subs.extend(ch.subs.iter().map(|(_, k)| *k));
+        if let Some(ch) = self.channels.get(ck) {
+            subs.extend(ch.subs.iter().map(|(_, k)| *k));
+        }
         let mut parked = Vec::new();
         let mut streams = Vec::new();
         if let Some(msg) = self.channels.get(ck).and_then(|c| c.newest()) {
@@ -114,7 +120,7 @@ impl Server {
             self.answer_poll(sub, std::slice::from_ref(&json), false);
         }
         for sub in streams {
-            self.flush_stream(sub);
+            self.flush(sub);
         }
         self.fanout = subs;
         Some(seq)
@@ -129,24 +135,25 @@ impl Server {
             .and_then(|ck| self.channels.get_mut(ck));
         let Some(ch) = found else {
             let e = HttpError::new(404, "no such channel");
-            return self.respond_error(key, head, e, &cors, "");
+            return self.respond_error(key, head, e, cors, "");
         };
         self.stats.evicted += ch.expire_messages(self.now, ttl) as u64;
         let json = Bytes::from(format!(
-            "{{\"channel\":\"{}\",\"first_seq\":{},\"oldest_seq\":{},\"next_seq\":{},\"buffered\":{},\"subscribers\":{}}}",
+            "{{\"channel\":\"{}\",\"first_seq\":{},\"oldest_seq\":{},\"next_seq\":{},\"buffered\":{},\"subscribers\":{},\"sessions\":{}}}",
             ch.name(),
             ch.first_seq(),
             ch.oldest_seq(),
             ch.next_seq(),
             ch.buffered(),
-            ch.subs.len()
+            ch.subs.len(),
+            ch.holders
         ));
         let h = response::head(
             200,
-            "application/json",
+            ctype::JSON,
             json.len(),
             head.keep_alive,
-            &cors,
+            self.cors.lines(cors),
             "",
         );
         self.respond(key, [h, json], head.keep_alive);

@@ -3,12 +3,15 @@
 //! request: `POST /clients/ID/close|subscribe|unsubscribe`.
 //!
 //! A long-poll session's state travels with its parked request while one is parked, and
-//! sits in a small `Session` record only between polls, for `--session-timeout`.
+//! sits in a small `Session` record only between polls, for `--session-timeout`. A
+//! session holds its channels (so a channel nobody published to outlives the gap between
+//! two polls), remembers when its subscriber tokens expire, and there are at most
+//! `--max-sessions` of them: past that, the one idle longest is forgotten.
 
 use bytes::Bytes;
 
 use super::conn::{Phase, Sub};
-use super::{ms, Server, TimerKind};
+use super::{after, Server, TimerKind};
 use crate::channel::valid_name;
 use crate::event;
 use crate::handle::Key;
@@ -28,18 +31,28 @@ pub enum ClientRef {
     Session(Key),
 }
 
-/// A session's channels, each with the next seq it wants (`None`: from now on).
-pub type Cursors = Vec<(Box<str>, Option<u64>)>;
+/// One channel a session holds.
+#[derive(Clone, Debug)]
+pub struct SessionSub {
+    /// The channel (holding it keeps it alive; a stale key means it was deleted).
+    pub channel: Key,
+    /// Its name, to tell the client when it was deleted.
+    pub name: Box<str>,
+    /// The next seq the client wants (`None`: from now on).
+    pub next: Option<u64>,
+}
 
 /// A long-poll session between two polls.
 #[derive(Debug)]
 pub struct Session {
     /// Its id.
     pub id: ClientId,
-    /// Its channels, each with the next seq it wants (`None`: from now on).
-    pub channels: Cursors,
+    /// Its channels, each with the next seq it wants.
+    pub channels: Vec<SessionSub>,
     /// Its `--session-timeout` timer.
     pub timer: Option<TimerKey>,
+    /// When its subscriber tokens expire (Unix seconds; `u64::MAX` without auth).
+    pub auth_expires: u64,
 }
 
 /// A control action.
@@ -66,30 +79,60 @@ impl Action {
 }
 
 impl Server {
-    /// Stores the session of a poll that was answered or whose connection went away.
-    pub(super) fn detach_session(&mut self, id: ClientId, subs: &[Sub]) {
-        let channels = subs
+    /// Stores the session of a poll that was answered or whose connection went away: it
+    /// holds the poll's channels at the poll's cursors until the client polls again.
+    pub(super) fn detach_session(&mut self, id: ClientId, subs: &[Sub], auth_expires: u64) {
+        let channels: Vec<SessionSub> = subs
             .iter()
             .filter_map(|s| {
-                let ch = self.channels.get(s.channel)?;
-                Some((Box::<str>::from(ch.name()), Some(s.next)))
+                let ch = self.channels.get_mut(s.channel)?;
+                ch.holders += 1;
+                Some(SessionSub {
+                    channel: s.channel,
+                    name: ch.name().into(),
+                    next: Some(s.next),
+                })
             })
             .collect();
+        if channels.is_empty() {
+            return;
+        }
         let key = self.sessions.insert(Session {
             id,
             channels,
             timer: None,
+            auth_expires,
         });
-        let at = self.now + ms(self.config.session_timeout());
+        let at = after(self.now, self.config.session_timeout());
         let timer = self.wheel.insert(at, TimerKind::Session(key));
         if let Some(s) = self.sessions.get_mut(key) {
             s.timer = Some(timer);
         }
         self.clients.insert(id, ClientRef::Session(key));
+        self.session_order.push_back(key);
+        while self.sessions.len() as u64 > self.config.max_sessions {
+            self.evict_oldest_session();
+        }
+        // Stale keys (sessions resumed or expired) are dropped in bulk, now and then.
+        if self.session_order.len() > 2 * self.sessions.len() + 1024 {
+            let sessions = &self.sessions;
+            self.session_order.retain(|k| sessions.get(*k).is_some());
+        }
+    }
+
+    /// Forgets the session idle longest (`--max-sessions`); its client starts a new one.
+    fn evict_oldest_session(&mut self) {
+        while let Some(k) = self.session_order.pop_front() {
+            if self.sessions.get(k).is_some() {
+                self.stats.sessions_evicted += 1;
+                self.forget_session(k);
+                return;
+            }
+        }
     }
 
     /// Takes a session between polls out of the store (the poll that resumes it holds it
-    /// from now on).
+    /// from now on). Its channels stay held until `release_session`.
     pub(super) fn take_session(&mut self, key: Key) -> Option<Session> {
         let mut s = self.sessions.remove(key)?;
         if let Some(t) = s.timer.take() {
@@ -99,11 +142,31 @@ impl Server {
         Some(s)
     }
 
-    pub(super) fn session_expired(&mut self, key: Key) {
-        if let Some(s) = self.sessions.remove(key) {
-            log::debug!("session {} expired", s.id);
-            self.clients.remove(&s.id);
+    /// Lets go of the channels a taken session held.
+    pub(super) fn release_session(&mut self, s: Session) {
+        for sub in &s.channels {
+            if let Some(ch) = self.channels.get_mut(sub.channel) {
+                ch.holders -= 1;
+                if ch.is_unsubscribed() {
+                    ch.last_active_ms = self.now;
+                }
+            }
         }
+        self.release_unused(s.channels.iter().map(|c| c.channel));
+    }
+
+    /// Ends a session between polls and frees what it held.
+    fn forget_session(&mut self, key: Key) {
+        if let Some(s) = self.take_session(key) {
+            self.release_session(s);
+        }
+    }
+
+    pub(super) fn session_expired(&mut self, key: Key) {
+        if let Some(s) = self.sessions.get(key) {
+            log::debug!("session {} expired", s.id);
+        }
+        self.forget_session(key);
     }
 
     /// Handles `POST /clients/ID/ACTION`.
@@ -122,18 +185,16 @@ impl Server {
         };
         match result {
             Ok(()) => {
-                let h = response::head(204, "", 0, head.keep_alive, &cors, "");
+                let h = response::head(204, "", 0, head.keep_alive, self.cors.lines(cors), "");
                 self.respond(key, [h], head.keep_alive);
             }
-            Err(e) => self.respond_error(key, head, e, &cors, ""),
+            Err(e) => self.respond_error(key, head, e, cors, ""),
         }
     }
 
     fn control(&mut self, target: ClientRef, q: &Query, action: Action) -> Result<(), HttpError> {
         match (target, action) {
-            (ClientRef::Session(sk), Action::Close) => {
-                self.take_session(sk);
-            }
+            (ClientRef::Session(sk), Action::Close) => self.forget_session(sk),
             (ClientRef::Conn(ck), Action::Close) => {
                 let closes = self.close_events(ck);
                 match self.conns.get(ck).map(|c| &c.phase) {
@@ -143,41 +204,67 @@ impl Server {
                 }
             }
             (target, Action::Subscribe) => {
-                let wanted =
-                    subscription::parse_channels(q, self.config.max_channels_per_subscriber)?;
+                let max = self.config.max_channels_per_subscriber as usize;
+                let wanted = subscription::parse_channels(q, max)?;
                 let names: Vec<&str> = wanted.iter().map(|w| w.channel.as_str()).collect();
-                self.authorize(q, &names)?;
+                let expires = self.authorize(q, &names)?;
                 match target {
                     ClientRef::Session(sk) => {
-                        // "From now on" means from this request, not from the next poll:
-                        // pin it to the channel's head.
-                        let keys = self.open_channels(names.iter().copied())?;
-                        let heads: Vec<Option<u64>> = keys
-                            .iter()
-                            .map(|k| self.channels.get(*k).map(|c| c.next_seq()))
-                            .collect();
-                        let max = self.config.max_channels_per_subscriber;
                         let s = self
                             .sessions
-                            .get_mut(sk)
+                            .get(sk)
                             .ok_or(HttpError::new(404, "unknown client"))?;
-                        for (w, head) in wanted.iter().zip(heads) {
-                            let seq = w.seq.or(head);
-                            match s.channels.iter_mut().find(|(n, _)| **n == *w.channel) {
-                                Some(entry) => entry.1 = w.seq.or(entry.1),
-                                None => s.channels.push((w.channel.as_str().into(), seq)),
-                            }
-                        }
-                        if s.channels.len() > max {
-                            s.channels.truncate(max);
+                        let fresh = wanted
+                            .iter()
+                            .filter(|w| !s.channels.iter().any(|c| *c.name == *w.channel))
+                            .count();
+                        if s.channels.len() + fresh > max {
                             return Err(HttpError::new(400, "too many channels for this client"));
                         }
+                        // "From now on" means from this request, not from the next poll:
+                        // pin it to the channel's head.
+                        let keys = self.open_channels(names.iter().copied(), false)?;
+                        let heads: Vec<(Key, u64, Box<str>)> = keys
+                            .iter()
+                            .filter_map(|k| {
+                                let c = self.channels.get(*k)?;
+                                Some((*k, c.next_seq(), c.name().into()))
+                            })
+                            .collect();
+                        let mut added = Vec::new();
+                        if let Some(s) = self.sessions.get_mut(sk) {
+                            s.auth_expires = s.auth_expires.min(expires);
+                            for (w, (k, head, name)) in wanted.iter().zip(heads) {
+                                match s.channels.iter_mut().find(|c| *c.name == *w.channel) {
+                                    Some(c) => c.next = w.seq.or(c.next),
+                                    None => {
+                                        s.channels.push(SessionSub {
+                                            channel: k,
+                                            name,
+                                            next: Some(w.seq.unwrap_or(head)),
+                                        });
+                                        added.push(k);
+                                    }
+                                }
+                            }
+                        }
+                        for k in added {
+                            if let Some(ch) = self.channels.get_mut(k) {
+                                ch.holders += 1;
+                            }
+                        }
+                        self.release_unused(keys);
                     }
                     ClientRef::Conn(ck) => {
-                        let keys = self.open_channels(names.iter().copied())?;
-                        let cursors: Vec<(Key, Option<u64>)> =
-                            keys.into_iter().zip(wanted.iter().map(|w| w.seq)).collect();
-                        self.subscribe_conn(ck, &cursors)?;
+                        let keys = self.open_channels(names.iter().copied(), false)?;
+                        let cursors: Vec<(Key, Option<u64>)> = keys
+                            .iter()
+                            .copied()
+                            .zip(wanted.iter().map(|w| w.seq))
+                            .collect();
+                        let result = self.subscribe_conn(ck, &cursors, expires);
+                        self.release_unused(keys);
+                        result?;
                     }
                 }
             }
@@ -194,9 +281,22 @@ impl Server {
                 }
                 match target {
                     ClientRef::Session(sk) => {
+                        let mut gone = Vec::new();
                         if let Some(s) = self.sessions.get_mut(sk) {
-                            s.channels.retain(|(n, _)| !names.contains(&&**n));
+                            s.channels.retain(|c| {
+                                let keep = !names.contains(&&*c.name);
+                                if !keep {
+                                    gone.push(c.channel);
+                                }
+                                keep
+                            });
                         }
+                        for k in &gone {
+                            if let Some(ch) = self.channels.get_mut(*k) {
+                                ch.holders -= 1;
+                            }
+                        }
+                        self.release_unused(gone);
                     }
                     ClientRef::Conn(ck) => {
                         let keys: Vec<Key> =
@@ -222,10 +322,16 @@ impl Server {
             .collect()
     }
 
-    /// Adds channels to a stream or a parked poll. A stream is sent what each new
-    /// channel's cursor has due; a parked poll is answered if anything is due.
-    fn subscribe_conn(&mut self, ck: Key, cursors: &[(Key, Option<u64>)]) -> Result<(), HttpError> {
-        let max = self.config.max_channels_per_subscriber;
+    /// Adds channels to a stream or a parked poll (whose tokens expire at `expires`). A
+    /// stream is sent what each new channel's cursor has due; a parked poll is answered
+    /// if anything is due.
+    fn subscribe_conn(
+        &mut self,
+        ck: Key,
+        cursors: &[(Key, Option<u64>)],
+        expires: u64,
+    ) -> Result<(), HttpError> {
+        let max = self.config.max_channels_per_subscriber as usize;
         let (current, streaming) = match self.conns.get(ck).map(|c| &c.phase) {
             Some(Phase::Parked(p)) => (p.subs.as_slice(), false),
             Some(Phase::Streaming(st)) => (st.subs.as_slice(), true),
@@ -238,6 +344,12 @@ impl Server {
             .collect();
         if current.len() + fresh.len() > max {
             return Err(HttpError::new(400, "too many channels for this client"));
+        }
+        let end = self.reactor_ms_of_unix(expires);
+        match self.conns.get_mut(ck).map(|c| &mut c.phase) {
+            Some(Phase::Parked(p)) => p.auth_expires = p.auth_expires.min(expires),
+            Some(Phase::Streaming(st)) => st.end_ms = st.end_ms.min(end),
+            _ => {}
         }
         let mut due = Vec::new();
         for (chk, seq) in fresh {
@@ -255,9 +367,12 @@ impl Server {
             for (chk, start) in due {
                 self.stream_catch_up(ck, chk, start);
             }
-            self.flush_stream(ck);
+            // A token that expires sooner moves the stream's end.
+            self.tighten(ck);
+            self.flush(ck);
         } else {
             let mut events = Vec::new();
+            let mut delivered = 0;
             for (chk, start) in &due {
                 let Some(ch) = self.channels.get(*chk) else {
                     continue;
@@ -265,8 +380,12 @@ impl Server {
                 if let Some(n) = start.notice {
                     events.push(ch.notice_event(n));
                 }
-                events.extend(ch.messages_from(start.seq).map(|m| m.json.clone()));
+                for m in ch.messages_from(start.seq) {
+                    events.push(m.json.clone());
+                    delivered += 1;
+                }
             }
+            self.stats.delivered += delivered;
             if !events.is_empty() {
                 self.answer_poll_caught_up(ck, &events);
             }
@@ -275,7 +394,8 @@ impl Server {
     }
 
     /// Removes channels from a stream or a parked poll. A parked poll left with no channel
-    /// is answered with `noop`.
+    /// is answered with `noop`; a stream left with none stays open (for a control
+    /// `subscribe`, or until its client closes it), as after `DELETE`.
     fn unsubscribe_conn(&mut self, ck: Key, keys: &[Key]) {
         let Some(conn) = self.conns.get_mut(ck) else {
             return;
@@ -292,5 +412,15 @@ impl Server {
         if parked && now_empty {
             self.answer_poll(ck, &[Bytes::from_static(event::NOOP)], false);
         }
+    }
+
+    /// A Unix time in seconds as reactor ms (`u64::MAX` stays "never").
+    pub(super) fn reactor_ms_of_unix(&self, unix: u64) -> u64 {
+        if unix == u64::MAX {
+            return u64::MAX;
+        }
+        let wall_ms = Self::wall_us() / 1000;
+        self.now
+            .saturating_add(unix.saturating_mul(1000).saturating_sub(wall_ms))
     }
 }

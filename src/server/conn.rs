@@ -99,14 +99,17 @@ impl Subs {
 pub struct Stream {
     /// Its wire format.
     pub format: Format,
+    /// Chunked body (HTTP/1.1), or raw until the close (HTTP/1.0).
+    pub chunked: bool,
     /// Channels it receives, each with its cursor.
     pub subs: Subs,
     /// Its id for control requests.
     pub client: ClientId,
     /// The iframe callback (empty for other formats).
     pub cb: Box<str>,
-    /// When it started (reactor ms), for `--stream-max-age`.
-    pub started_ms: u64,
+    /// When it ends with `reconnect` (reactor ms): `--stream-max-age` after it started,
+    /// or earlier when a subscriber token it used expires.
+    pub end_ms: u64,
     /// When it last sent anything (reactor ms), for heartbeats.
     pub last_write_ms: u64,
 }
@@ -120,44 +123,88 @@ pub struct Parked {
     pub client: ClientId,
     /// JSONP callback, if any.
     pub cb: Option<Box<str>>,
+    /// When it is answered with `noop` (reactor ms).
+    pub deadline: u64,
+    /// When the subscriber tokens its session holds expire (Unix seconds; `u64::MAX`
+    /// without `--auth-secret`): the session goes with the poll when it is answered.
+    pub auth_expires: u64,
     /// CORS answer decided when the request arrived.
     pub cors: Cors,
     /// Whether the connection stays open after the answer.
     pub keep_alive: bool,
 }
 
-/// Where a connection is in its life.
+/// Where a connection is in its life. Every phase has a deadline (or, for `Ready` and
+/// `Closing`, only the unsent-output one), so every connection always has a timer.
 #[derive(Debug)]
 pub enum Phase {
-    /// Waiting for (the rest of) a request; the header timer runs.
-    Head,
-    /// Between requests on a keep-alive connection; the idle timer runs.
-    Idle,
+    /// Receiving a request whose first bytes (or whose connection) arrived at `since`
+    /// (reactor ms); `--header-timeout` runs from then.
+    Head {
+        /// When the request started.
+        since: u64,
+    },
+    /// Between requests on a keep-alive connection, since `since`; `--idle-timeout`
+    /// runs from then (once the last answer is written).
+    Idle {
+        /// When the connection became idle.
+        since: u64,
+    },
+    /// A request was just answered; what comes next is decided from the input. Stays
+    /// so while pipelined requests wait for the client to read its answers.
+    Ready,
     /// A long-poll waits for a message; the poll timer runs.
     Parked(Parked),
     /// A streaming response is open; the timer is its heartbeat or its end of life.
     Streaming(Stream),
-    /// The last response is queued; close once it is written.
-    Closing,
+    /// The last response is queued; close once it is written (then linger, with
+    /// `linger`, for a client that may still be sending).
+    Closing {
+        /// Drain the client's input for a while before closing, so it reads our answer
+        /// instead of a reset (after 413 and other errors that cut a request short).
+        linger: bool,
+    },
+    /// The answer is written and our side shut down; what the client still sends is
+    /// read and dropped until it closes, or until `until` (reactor ms).
+    Lingering {
+        /// When to close anyway.
+        until: u64,
+    },
 }
 
 /// A connection's buffers.
-#[derive(Default)]
 struct Io {
-    /// Received bytes not yet handled (a partial request, or pipelined ones).
+    /// Received bytes; those before `rpos` are handled.
     rbuf: Vec<u8>,
+    /// Handled bytes at the front of `rbuf` (dropped in bulk, not per request).
+    rpos: usize,
     /// Responses not yet written, in order.
     wq: VecDeque<Bytes>,
     /// Bytes in `wq`.
     pending: usize,
+    /// When the output last moved or started waiting (reactor ms); `NOT_FLUSHED` from
+    /// the moment it became non-empty until the flush that follows.
+    out_since: u64,
+}
+
+const NOT_FLUSHED: u64 = u64::MAX;
+
+impl Default for Io {
+    fn default() -> Self {
+        Io {
+            rbuf: Vec::new(),
+            rpos: 0,
+            wq: VecDeque::new(),
+            pending: 0,
+            out_since: NOT_FLUSHED,
+        }
+    }
 }
 
 /// A client connection.
 pub struct Conn {
     /// The socket.
     pub sock: TcpStream,
-    /// Accepted on the admin listener.
-    pub admin: bool,
     /// The phase; decides what its timer means when it fires.
     pub phase: Phase,
     /// Input and output buffers, allocated while in use and freed when both are empty,
@@ -165,10 +212,16 @@ pub struct Conn {
     io: Option<Box<Io>>,
     /// The one timer this connection has at a time (its meaning comes from `phase`).
     pub timer: Option<TimerKey>,
+    /// Accepted on the admin listener.
+    pub admin: bool,
     /// `100 Continue` was sent for the request being received.
     pub continue_sent: bool,
     /// The peer closed its sending side; finish what was asked, then close.
     pub peer_closed: bool,
+    /// Reading stopped at the input limit: the socket may hold more than we read.
+    pub read_paused: bool,
+    /// The request being answered is a `HEAD`: its answer goes without a body.
+    pub head_request: bool,
 }
 
 /// What a read pass found.
@@ -180,21 +233,34 @@ pub enum ReadOutcome {
     Eof,
     /// The socket failed (reset etc.).
     Failed,
-    /// The peer sent more than `limit` unhandled bytes.
-    Overflow,
+    /// The input buffer holds `limit` unhandled bytes: reading stops (TCP back-pressure
+    /// slows the client) until requests are handled.
+    Full,
+}
+
+/// What a flush did.
+#[derive(Debug, Clone, Copy)]
+pub struct Flushed {
+    /// Bytes written.
+    pub written: usize,
+    /// Output that was queued since the last flush could not all be written: its
+    /// no-progress clock starts now.
+    pub started_waiting: bool,
 }
 
 impl Conn {
-    /// A freshly accepted connection, waiting for its first request.
-    pub fn new(sock: TcpStream, admin: bool) -> Conn {
+    /// A freshly accepted connection, waiting for its first request since `now`.
+    pub fn new(sock: TcpStream, admin: bool, now: u64) -> Conn {
         Conn {
             sock,
-            admin,
-            phase: Phase::Head,
+            phase: Phase::Head { since: now },
             io: None,
             timer: None,
+            admin,
             continue_sent: false,
             peer_closed: false,
+            read_paused: false,
+            head_request: false,
         }
     }
 
@@ -204,13 +270,17 @@ impl Conn {
 
     /// Received bytes not yet handled.
     pub fn rbuf(&self) -> &[u8] {
-        self.io.as_ref().map_or(&[], |io| &io.rbuf)
+        self.io.as_ref().map_or(&[], |io| &io.rbuf[io.rpos..])
     }
 
-    /// Drops the first `n` received bytes (a handled request).
+    /// Drops the first `n` unhandled bytes (a handled request).
     pub fn consume(&mut self, n: usize) {
         if let Some(io) = &mut self.io {
-            io.rbuf.drain(..n);
+            io.rpos = (io.rpos + n).min(io.rbuf.len());
+            if io.rpos == io.rbuf.len() {
+                io.rbuf.clear();
+                io.rpos = 0;
+            }
         }
     }
 
@@ -218,6 +288,7 @@ impl Conn {
     pub fn clear_input(&mut self) {
         if let Some(io) = &mut self.io {
             io.rbuf.clear();
+            io.rpos = 0;
         }
     }
 
@@ -231,27 +302,44 @@ impl Conn {
         self.io.as_ref().is_none_or(|io| io.wq.is_empty())
     }
 
+    /// Since when unsent output has not moved (reactor ms), if any is waiting.
+    pub fn output_waiting_since(&self) -> Option<u64> {
+        self.io
+            .as_ref()
+            .filter(|io| io.pending > 0 && io.out_since != NOT_FLUSHED)
+            .map(|io| io.out_since)
+    }
+
     /// Queues bytes to send.
     pub fn queue(&mut self, b: Bytes) {
         if !b.is_empty() {
             let io = self.io_mut();
+            if io.pending == 0 {
+                io.out_since = NOT_FLUSHED;
+            }
             io.pending += b.len();
             io.wq.push_back(b);
         }
     }
 
-    /// Reads until `WouldBlock`, appending what arrives through `scratch`.
+    /// Reads until `WouldBlock`, appending what arrives through `scratch`, but never
+    /// past `limit` unhandled bytes.
     pub fn read_all(&mut self, scratch: &mut [u8], limit: usize) -> ReadOutcome {
+        self.read_paused = false;
         loop {
-            match self.sock.read(scratch) {
+            let io = self.io_mut();
+            if io.rpos > 0 {
+                io.rbuf.drain(..io.rpos);
+                io.rpos = 0;
+            }
+            let room = limit.saturating_sub(io.rbuf.len()).min(scratch.len());
+            if room == 0 {
+                self.read_paused = true;
+                return ReadOutcome::Full;
+            }
+            match self.sock.read(&mut scratch[..room]) {
                 Ok(0) => return ReadOutcome::Eof,
-                Ok(n) => {
-                    let rbuf = &mut self.io_mut().rbuf;
-                    if rbuf.len() + n > limit {
-                        return ReadOutcome::Overflow;
-                    }
-                    rbuf.extend_from_slice(&scratch[..n]);
-                }
+                Ok(n) => self.io_mut().rbuf.extend_from_slice(&scratch[..n]),
                 // Drained: the next readable event will say when there is more.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
                 // A signal interrupted the call; nothing was read, try again.
@@ -261,13 +349,17 @@ impl Conn {
         }
     }
 
-    /// Writes queued bytes until the queue is empty or the socket would block; returns how
-    /// many were written. `Err` means the connection is dead.
-    pub fn flush(&mut self) -> io::Result<usize> {
+    /// Writes queued bytes until the queue is empty or the socket would block. `now` is
+    /// the reactor time, for the no-progress clock. `Err` means the connection is dead.
+    pub fn flush(&mut self, now: u64) -> io::Result<Flushed> {
         let mut written = 0;
         let Some(buf) = self.io.as_deref_mut() else {
-            return Ok(0);
+            return Ok(Flushed {
+                written: 0,
+                started_waiting: false,
+            });
         };
+        let fresh = buf.out_since == NOT_FLUSHED;
         while !buf.wq.is_empty() {
             let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
             let n_iov = buf.wq.len().min(MAX_IOVECS);
@@ -280,7 +372,10 @@ impl Conn {
                     written += n;
                     buf.pending -= n;
                     while n > 0 {
-                        let front = buf.wq.front_mut().expect("written bytes were queued");
+                        let Some(front) = buf.wq.front_mut() else {
+                            debug_assert!(false, "wrote {n} bytes more than were queued");
+                            break;
+                        };
                         if n >= front.len() {
                             n -= front.len();
                             buf.wq.pop_front();
@@ -291,13 +386,23 @@ impl Conn {
                     }
                 }
                 // The socket buffer is full; a writable event will resume us.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
         }
-        debug_assert_eq!(buf.pending, 0, "empty queue with pending bytes");
-        Ok(written)
+        if written > 0 || fresh {
+            buf.out_since = now;
+        }
+        debug_assert!(
+            !buf.wq.is_empty() || buf.pending == 0,
+            "empty queue with {} pending bytes",
+            buf.pending
+        );
+        Ok(Flushed {
+            written,
+            started_waiting: fresh && buf.pending > 0,
+        })
     }
 
     /// Frees the buffers when both are empty.
@@ -305,7 +410,7 @@ impl Conn {
         if self
             .io
             .as_ref()
-            .is_some_and(|io| io.rbuf.is_empty() && io.wq.is_empty())
+            .is_some_and(|io| io.rbuf.len() == io.rpos && io.wq.is_empty())
         {
             self.io = None;
         }

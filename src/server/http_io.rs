@@ -4,102 +4,157 @@
 //!
 //! Pipelined requests are handled one at a time, in order: while a long-poll is parked,
 //! later requests wait in the read buffer; while more than `--max-pending-bytes` of
-//! responses are unsent, no further request is handled.
+//! responses are unsent, no further request is handled. The read buffer is capped: once
+//! it is full, reading stops and TCP back-pressure slows the client down until requests
+//! are handled, so every pipelined request is answered and none is cut off. A connection
+//! that uses up its turn yields to the others until the next loop turn.
 
 use bytes::Bytes;
 
 use super::conn::{Phase, ReadOutcome};
-use super::Server;
+use super::{Server, REQUESTS_PER_TURN};
 use crate::handle::Key;
 use crate::http::request::{self, Head, Status};
 use crate::http::response::{self, Cors};
 use crate::http::HttpError;
 
-/// Spare room in the read buffer beyond one maximal request, for pipelining.
-const READ_SLACK: usize = 64 * 1024;
+/// Spare room in an admin connection's read buffer beyond one maximal request, for
+/// pipelined publishes.
+const ADMIN_READ_SLACK: usize = 64 * 1024;
+/// Most body a public request may carry: public endpoints take none (`/demo/pub`, with
+/// `--demo`, takes up to `--max-message`).
+pub(super) const PUBLIC_MAX_BODY: usize = 4096;
+/// Spare room in a public connection's read buffer beyond one maximal request.
+const PUBLIC_READ_SLACK: usize = 4096;
+/// How long a connection closed after an error keeps reading (and dropping) what its
+/// client still sends, so the client reads our answer rather than a reset.
+pub(super) const LINGER_MS: u64 = 5_000;
 
 impl Server {
+    /// Largest body accepted on this listener.
+    fn body_limit(&self, admin: bool) -> usize {
+        if admin || self.config.demo {
+            self.config.max_message
+        } else {
+            PUBLIC_MAX_BODY
+        }
+    }
+
     /// Most unhandled bytes a connection may have buffered.
-    fn read_limit(&self) -> usize {
-        self.config.max_header_bytes + self.config.max_message + READ_SLACK
+    fn read_limit(&self, admin: bool) -> usize {
+        let slack = if admin {
+            ADMIN_READ_SLACK
+        } else {
+            PUBLIC_READ_SLACK
+        };
+        self.config.max_header_bytes + self.body_limit(admin) + slack
+    }
+
+    /// Reads what the socket has, within the buffer limit. Returns false if the
+    /// connection is gone (or now only finishing what it was asked).
+    fn read_more(&mut self, key: Key) -> bool {
+        let Some(admin) = self.conns.get(key).map(|c| c.admin) else {
+            return false;
+        };
+        let limit = self.read_limit(admin);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        loop {
+            let outcome = conn.read_all(&mut self.scratch, limit);
+            // Streams and lingering connections read only to drop what arrives.
+            let discard = matches!(conn.phase, Phase::Streaming(_) | Phase::Lingering { .. });
+            if discard {
+                conn.clear_input();
+            }
+            match outcome {
+                ReadOutcome::Full if discard => continue,
+                ReadOutcome::Open | ReadOutcome::Full => return true,
+                ReadOutcome::Failed => {
+                    self.close(key);
+                    return false;
+                }
+                ReadOutcome::Eof => {
+                    // A subscriber that hangs up is gone; otherwise finish what was
+                    // asked, then close.
+                    let gone = matches!(
+                        conn.phase,
+                        Phase::Parked(_) | Phase::Streaming(_) | Phase::Lingering { .. }
+                    ) || conn.rbuf().is_empty() && conn.wq_is_empty();
+                    if gone {
+                        self.close(key);
+                        return false;
+                    }
+                    conn.peer_closed = true;
+                    return true;
+                }
+            }
+        }
     }
 
     /// Handles a readable event: reads what arrived, then handles whole requests.
     pub(super) fn read(&mut self, key: Key) {
-        let limit = self.read_limit();
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        match conn.read_all(&mut self.scratch, limit) {
-            ReadOutcome::Open => {}
-            ReadOutcome::Failed => return self.close(key),
-            ReadOutcome::Overflow => {
-                log::debug!("connection sent more than {limit} unhandled bytes; closing");
-                return self.close(key);
-            }
-            ReadOutcome::Eof => {
-                // A parked poll whose client went away is over; otherwise finish what was
-                // asked, then close.
-                if matches!(conn.phase, Phase::Parked(_))
-                    || conn.rbuf().is_empty() && conn.wq_is_empty()
-                {
-                    return self.close(key);
-                }
-                conn.peer_closed = true;
-            }
+        if self.read_more(key) {
+            self.process_input(key);
         }
-        self.process_input(key);
+        self.debug_check_timer(key);
     }
 
-    /// Handles buffered requests until one parks, the buffer holds no whole request, or
-    /// too many response bytes wait.
+    /// Handles buffered requests until one parks, the buffer holds no whole request, too
+    /// many response bytes wait, or the connection has had its turn. Always leaves the
+    /// connection with its timer armed for the phase it ends in.
     pub(super) fn process_input(&mut self, key: Key) {
+        let max_header = self.config.max_header_bytes;
+        let max_pending = self.config.max_pending_bytes;
+        let mut handled = 0;
         loop {
-            let max_header = self.config.max_header_bytes;
-            let max_body = self.config.max_message;
-            let max_pending = self.config.max_pending_bytes;
+            let Some(admin) = self.conns.get(key).map(|c| c.admin) else {
+                return;
+            };
+            let body_limit = self.body_limit(admin);
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
             match conn.phase {
-                Phase::Parked(_) | Phase::Closing => return,
-                // A stream's client has nothing more to say; what it sends is dropped.
-                Phase::Streaming(_) => {
+                Phase::Parked(_) | Phase::Streaming(_) | Phase::Closing { .. } => return,
+                Phase::Lingering { .. } => {
                     conn.clear_input();
-                    conn.shrink();
                     return;
                 }
-                Phase::Head | Phase::Idle => {}
-            }
-            if conn.pending() > max_pending {
-                // Resumed by `flush` once the client has read enough.
-                return;
+                Phase::Head { .. } | Phase::Idle { .. } | Phase::Ready => {}
             }
             if conn.rbuf().is_empty() {
+                if conn.read_paused {
+                    if !self.read_more(key) {
+                        return;
+                    }
+                    continue;
+                }
                 conn.shrink();
                 if conn.peer_closed {
                     return self.finish(key);
                 }
-                if !matches!(conn.phase, Phase::Idle) {
-                    conn.phase = Phase::Idle;
-                    self.set_conn_timer(key, self.config.idle_timeout);
+                if matches!(conn.phase, Phase::Ready) {
+                    conn.phase = Phase::Idle { since: self.now };
                 }
-                return;
+                return self.arm(key);
             }
             let head = match request::parse(conn.rbuf(), max_header) {
                 Ok(Status::Complete(head)) => head,
                 Ok(Status::Partial) => {
-                    if conn.peer_closed {
-                        return self.close(key);
+                    if conn.read_paused {
+                        if !self.read_more(key) {
+                            return;
+                        }
+                        continue;
                     }
-                    self.await_rest_of_request(key);
-                    return;
+                    return self.await_rest_of_request(key);
                 }
-                Err(e) => return self.reject(key, e, &Cors::Omit),
+                Err(e) => return self.reject(key, e, Cors::Omit),
             };
-            let cors = Cors::decide(&self.config.allow_origin, head.origin.as_deref());
-            if head.content_length > max_body {
-                return self.reject(key, HttpError::new(413, "body too large"), &cors);
+            let cors = self.cors.decide(head.origin.as_deref());
+            if head.content_length > body_limit {
+                return self.reject(key, HttpError::new(413, "body too large"), cors);
             }
             let total = head.len + head.content_length;
             if conn.rbuf().len() < total {
@@ -111,33 +166,51 @@ impl Server {
                 let Some(conn) = self.conns.get_mut(key) else {
                     return;
                 };
-                if conn.peer_closed {
-                    return self.close(key);
+                if conn.read_paused {
+                    if !self.read_more(key) {
+                        return;
+                    }
+                    continue;
                 }
-                self.await_rest_of_request(key);
+                return self.await_rest_of_request(key);
+            }
+            if conn.pending() > max_pending {
+                // Resumed by `flush` once the client has read enough; meanwhile the
+                // stall clock watches the output.
+                if !matches!(conn.phase, Phase::Head { .. }) {
+                    conn.phase = Phase::Ready;
+                }
+                return self.arm(key);
+            }
+            if handled == REQUESTS_PER_TURN {
+                // Give the other connections their turn; continue after the next poll.
+                self.deferred_input.push(key);
                 return;
             }
+            handled += 1;
             let body = Bytes::copy_from_slice(&conn.rbuf()[head.len..total]);
             conn.consume(total);
             conn.continue_sent = false;
-            conn.phase = Phase::Head;
-            if let Some(t) = conn.timer.take() {
-                self.wheel.cancel(t);
-            }
+            conn.phase = Phase::Ready;
+            conn.head_request = head.method == request::Method::Head;
             self.route(key, head, body, cors);
         }
     }
 
-    /// Part of a request has arrived: the header timer (which also bounds the body)
-    /// runs from the first byte and is not restarted as more trickles in.
+    /// Part of a request has arrived (or none, on a fresh connection): the header timer
+    /// (which also bounds the body) runs from the first byte and is not restarted as more
+    /// trickles in. A client that has half-closed will not send the rest.
     fn await_rest_of_request(&mut self, key: Key) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if matches!(conn.phase, Phase::Idle) || conn.timer.is_none() {
-            conn.phase = Phase::Head;
-            self.set_conn_timer(key, self.config.header_timeout);
+        if conn.peer_closed {
+            return self.close(key);
         }
+        if !matches!(conn.phase, Phase::Head { .. }) {
+            conn.phase = Phase::Head { since: self.now };
+        }
+        self.arm(key);
     }
 
     /// The peer has half-closed and everything it asked is answered: close once written.
@@ -145,17 +218,22 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.phase = Phase::Closing;
+        conn.phase = Phase::Closing { linger: false };
         if conn.wq_is_empty() {
             self.close(key);
+        } else {
+            self.arm(key);
         }
     }
 
     /// Answers a request the connection cannot recover from (bad framing, oversized
-    /// parts), then closes it.
-    pub(super) fn reject(&mut self, key: Key, e: HttpError, cors: &Cors) {
-        let parts = response::error(e.status, e.message, false, cors, "");
-        self.respond(key, parts, false);
+    /// parts), then closes it, lingering so the client reads the answer.
+    pub(super) fn reject(&mut self, key: Key, e: HttpError, cors: Cors) {
+        let parts = response::error(e.status, e.message, false, self.cors.lines(cors), "");
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.head_request = false;
+        }
+        self.respond_then(key, parts, Phase::Closing { linger: true });
     }
 
     /// Answers with a JSON error, keeping the connection if the request allowed it.
@@ -164,10 +242,16 @@ impl Server {
         key: Key,
         head: &Head,
         e: HttpError,
-        cors: &Cors,
+        cors: Cors,
         extra: &str,
     ) {
-        let parts = response::error(e.status, e.message, head.keep_alive, cors, extra);
+        let parts = response::error(
+            e.status,
+            e.message,
+            head.keep_alive,
+            self.cors.lines(cors),
+            extra,
+        );
         self.respond(key, parts, head.keep_alive);
     }
 
@@ -178,55 +262,97 @@ impl Server {
         parts: I,
         keep_alive: bool,
     ) {
+        let next = if keep_alive {
+            // `process_input` moves it on to Idle or the next request.
+            Phase::Ready
+        } else {
+            Phase::Closing { linger: false }
+        };
+        self.respond_then(key, parts, next);
+    }
+
+    /// Queues a whole response (only its head, for a `HEAD` request) and moves the
+    /// connection to `next`.
+    fn respond_then<I: IntoIterator<Item = Bytes>>(&mut self, key: Key, parts: I, next: Phase) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let mut first = true;
-        for p in parts {
-            if first {
+        let head_only = std::mem::take(&mut conn.head_request);
+        for (i, p) in parts.into_iter().enumerate() {
+            if i == 0 {
                 // "HTTP/1.1 NNN ...": remembered for the access log.
                 self.last_status = p
                     .get(9..12)
                     .and_then(|d| std::str::from_utf8(d).ok()?.parse().ok())
                     .unwrap_or(0);
-                first = false;
+            } else if head_only {
+                break;
             }
             conn.queue(p);
         }
-        if keep_alive && !conn.peer_closed {
-            // `process_input` moves it on to Idle or the next request.
-            conn.phase = Phase::Head;
-        } else {
-            conn.phase = Phase::Closing;
-            self.set_conn_timer(key, self.config.idle_timeout);
-        }
+        conn.phase = match next {
+            Phase::Ready if conn.peer_closed => Phase::Closing { linger: false },
+            other => other,
+        };
         self.flush(key);
     }
 
-    /// Writes what is queued; closes the connection on error or once a final response is
-    /// out; resumes request handling once back-pressure clears.
+    /// Writes what is queued. Closes the connection on error, once a final response is
+    /// out (or lingers first), or when a stream has fallen more than
+    /// `--max-pending-bytes` behind; resumes request handling once back-pressure clears.
     pub(super) fn flush(&mut self, key: Key) {
         let max_pending = self.config.max_pending_bytes;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         let before = conn.pending();
-        match conn.flush() {
-            Ok(n) => self.stats.bytes_out += n as u64,
+        let flushed = match conn.flush(self.now) {
+            Ok(f) => f,
             Err(_) => return self.close(key),
+        };
+        self.stats.bytes_out += flushed.written as u64;
+        let pending = conn.pending();
+        if pending == 0 {
+            conn.shrink();
         }
+        match conn.phase {
+            Phase::Closing { linger } if pending == 0 => return self.finish_closing(key, linger),
+            Phase::Streaming(_) if pending > max_pending => return self.drop_slow_consumer(key),
+            Phase::Idle { .. } if pending == 0 && before > 0 => {
+                // The idle clock starts once the last answer is out.
+                conn.phase = Phase::Idle { since: self.now };
+                return self.arm(key);
+            }
+            _ => {}
+        }
+        if before > max_pending && pending <= max_pending && !conn.rbuf().is_empty() {
+            self.pending_input.push(key);
+        }
+        // Output started waiting (the stall clock runs), or drained (a stream's
+        // heartbeat clock runs again): either may want an earlier deadline.
+        if flushed.started_waiting || pending == 0 && before > 0 {
+            self.tighten(key);
+        }
+    }
+
+    /// The final response is written: close, or first shut our side and read what the
+    /// client still sends (for at most `LINGER_MS`), so it sees our answer, not a reset.
+    fn finish_closing(&mut self, key: Key, linger: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let drained = conn.wq_is_empty();
-        if drained && matches!(conn.phase, Phase::Closing) {
+        if !linger || conn.peer_closed {
             return self.close(key);
         }
-        if before > max_pending && conn.pending() <= max_pending && !conn.rbuf().is_empty() {
-            self.pending_input.push(key);
-        }
-        if drained {
-            conn.shrink();
-        }
+        let _ = conn.sock.shutdown(std::net::Shutdown::Write);
+        conn.clear_input();
+        conn.shrink();
+        conn.phase = Phase::Lingering {
+            until: self.now + LINGER_MS,
+        };
+        self.arm(key);
+        // What the client sent meanwhile is read (and dropped) now: the socket will not
+        // signal it again.
+        self.read_more(key);
     }
 }

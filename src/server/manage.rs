@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 
 use super::conn::Phase;
+use super::kinds::Kinds;
 use super::{stream, Server};
 use crate::auth;
 use crate::channel::valid_name;
@@ -14,9 +15,9 @@ use crate::event;
 use crate::handle::Key;
 use crate::http::query::Query;
 use crate::http::request::Head;
-use crate::http::response::{self, Cors};
+use crate::http::response::{self, ctype, Cors};
 use crate::http::HttpError;
-use crate::transport::{self, Format};
+use crate::transport;
 
 /// Most channels one `GET /channels` lists.
 const MAX_LIST: usize = 10_000;
@@ -29,29 +30,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Connection counts by kind.
-#[derive(Default)]
-struct Kinds {
-    public: u64,
-    admin: u64,
-    parked: u64,
-    ndjson: u64,
-    iframe: u64,
-    sse: u64,
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl Server {
     /// With `--auth-secret`, checks the request's `token=` (one for all channels, or one
-    /// per channel in order) against every channel it names; 403 otherwise.
-    pub(super) fn authorize(&mut self, q: &Query, channels: &[&str]) -> Result<(), HttpError> {
+    /// per channel in order) against every channel it names; 403 otherwise. Returns when
+    /// the soonest of those tokens expires (Unix seconds; `u64::MAX` without auth).
+    pub(super) fn authorize(&mut self, q: &Query, channels: &[&str]) -> Result<u64, HttpError> {
         let Some(secret) = self.config.auth_secret.as_deref() else {
-            return Ok(());
+            return Ok(u64::MAX);
         };
         let tokens: Vec<&str> = q.list("token").filter(|t| !t.is_empty()).collect();
         let result = if tokens.is_empty() {
@@ -59,21 +44,25 @@ impl Server {
         } else if tokens.len() != 1 && tokens.len() != channels.len() {
             Err(HttpError::new(403, "give one token, or one per channel"))
         } else {
-            let now = unix_now();
-            channels.iter().enumerate().try_for_each(|(i, ch)| {
-                let token = tokens[if tokens.len() == 1 { 0 } else { i }];
-                auth::check(secret.as_bytes(), token, ch, now).map_err(|r| {
-                    HttpError::new(
-                        403,
-                        match r {
-                            auth::Refusal::Malformed => "malformed token",
-                            auth::Refusal::Forged => "invalid token",
-                            auth::Refusal::Expired => "expired token",
-                            auth::Refusal::WrongChannel => "token does not cover this channel",
-                        },
-                    )
+            let now = Self::unix_now();
+            channels
+                .iter()
+                .enumerate()
+                .try_fold(u64::MAX, |soonest, (i, ch)| {
+                    let token = tokens[if tokens.len() == 1 { 0 } else { i }];
+                    let expires = auth::check(secret.as_bytes(), token, ch, now).map_err(|r| {
+                        HttpError::new(
+                            403,
+                            match r {
+                                auth::Refusal::Malformed => "malformed token",
+                                auth::Refusal::Forged => "invalid token",
+                                auth::Refusal::Expired => "expired token",
+                                auth::Refusal::WrongChannel => "token does not cover this channel",
+                            },
+                        )
+                    })?;
+                    Ok(soonest.min(expires))
                 })
-            })
         };
         if result.is_err() {
             self.stats.auth_failures += 1;
@@ -85,7 +74,7 @@ impl Server {
     pub(super) fn handle_sign(&mut self, key: Key, head: &Head, q: &Query, cors: Cors) {
         let Some(secret) = self.config.auth_secret.clone() else {
             let e = HttpError::new(404, "subscriber auth is off (no --auth-secret)");
-            return self.respond_error(key, head, e, &cors, "");
+            return self.respond_error(key, head, e, cors, "");
         };
         let scope = q.get("channel").unwrap_or("");
         let name = scope.strip_suffix('*').unwrap_or(scope);
@@ -93,12 +82,12 @@ impl Server {
         let ttl = q.get("ttl").map_or(Ok(3600), str::parse::<u64>);
         let (true, Ok(ttl)) = (name_ok, ttl) else {
             let e = HttpError::new(400, "need channel=NAME (or PREFIX*) and a numeric ttl");
-            return self.respond_error(key, head, e, &cors, "");
+            return self.respond_error(key, head, e, cors, "");
         };
-        let expires = unix_now().saturating_add(ttl.max(1));
+        let expires = Self::unix_now().saturating_add(ttl.max(1));
         let token = auth::sign(secret.as_bytes(), scope, expires);
         let body = format!("{{\"token\":\"{token}\",\"expires\":{expires}}}");
-        self.json_ok(key, head, &cors, "application/json", body);
+        self.json_ok(key, head, cors, ctype::JSON, body);
     }
 
     /// True when the request may use the admin listener (no token set, or the right one).
@@ -106,11 +95,13 @@ impl Server {
         let Some(token) = self.config.admin_token.as_deref() else {
             return true;
         };
+        // The scheme is case-insensitive (RFC 9110 11.1).
         let given = head
             .authorization
             .as_deref()
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .unwrap_or("");
+            .and_then(|a| a.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, t)| t);
         let ok = constant_time_eq(given.trim().as_bytes(), token.as_bytes());
         if !ok {
             self.stats.auth_failures += 1;
@@ -118,13 +109,20 @@ impl Server {
         ok
     }
 
-    fn json_ok(&mut self, key: Key, head: &Head, cors: &Cors, ctype: &str, body: String) {
+    fn json_ok(&mut self, key: Key, head: &Head, cors: Cors, ctype: &str, body: String) {
         let body = Bytes::from(body);
-        let h = response::head(200, ctype, body.len(), head.keep_alive, cors, "");
+        let h = response::head(
+            200,
+            ctype,
+            body.len(),
+            head.keep_alive,
+            self.cors.lines(cors),
+            "",
+        );
         self.respond(key, [h, body], head.keep_alive);
     }
 
-    /// `GET /channels[?prefix=P&limit=N]`, sorted by name.
+    /// `GET /channels[?prefix=P&limit=N]`, sorted by name; costs what it returns.
     pub(super) fn handle_channel_list(&mut self, key: Key, head: &Head, q: &Query, cors: Cors) {
         let prefix = q.get("prefix").unwrap_or("");
         let limit = match q.get("limit").map(str::parse::<usize>) {
@@ -132,37 +130,25 @@ impl Server {
             Some(Ok(n)) => n.min(MAX_LIST),
             Some(Err(_)) => {
                 let e = HttpError::new(400, "bad limit");
-                return self.respond_error(key, head, e, &cors, "");
+                return self.respond_error(key, head, e, cors, "");
             }
         };
-        let mut list: Vec<_> = self
+        let items: Vec<String> = self
             .channels
-            .iter()
-            .filter(|(_, c)| c.name().starts_with(prefix))
-            .map(|(_, c)| {
-                (
-                    c.name().to_owned(),
+            .with_prefix(prefix)
+            .take(limit)
+            .map(|c| {
+                format!(
+                    "{{\"channel\":\"{}\",\"next_seq\":{},\"buffered\":{},\"subscribers\":{}}}",
+                    c.name(),
                     c.next_seq(),
                     c.buffered(),
-                    c.subs.len(),
+                    c.subs.len()
                 )
             })
             .collect();
-        list.sort();
-        list.truncate(limit);
-        let items: Vec<String> = list
-            .iter()
-            .map(|(n, next, buffered, subs)| {
-                format!("{{\"channel\":\"{n}\",\"next_seq\":{next},\"buffered\":{buffered},\"subscribers\":{subs}}}")
-            })
-            .collect();
-        self.json_ok(
-            key,
-            head,
-            &cors,
-            "application/json",
-            format!("[{}]", items.join(",")),
-        );
+        let body = format!("[{}]", items.join(","));
+        self.json_ok(key, head, cors, ctype::JSON, body);
     }
 
     /// `DELETE /channels/NAME`: every subscriber gets `close` for it, then it is dropped.
@@ -170,7 +156,7 @@ impl Server {
         let found = valid_name(name).then(|| self.channels.find(name)).flatten();
         let Some(ck) = found.and_then(|ck| self.channels.remove(ck).map(|ch| (ck, ch))) else {
             let e = HttpError::new(404, "no such channel");
-            return self.respond_error(key, head, e, &cors, "");
+            return self.respond_error(key, head, e, cors, "");
         };
         let (ck, ch) = ck;
         let close = event::close(name);
@@ -181,44 +167,32 @@ impl Server {
             };
             match &mut conn.phase {
                 Phase::Parked(_) => self.answer_poll(sub, std::slice::from_ref(&close), false),
+                // A stream left with no channel stays open, as after `unsubscribe`: an
+                // EventSource that saw its stream end would reconnect to the same URL.
                 Phase::Streaming(st) => {
                     st.subs.remove(ck);
                     let cursor = stream::cursor_of(&self.channels, st.subs.as_slice());
-                    let frame = transport::frame(st.format, &close, &cursor, &st.cb);
-                    let empty = st.subs.as_slice().is_empty();
+                    let frame = transport::frame(st.format, &close, &cursor, &st.cb, st.chunked);
+                    st.last_write_ms = self.now;
                     conn.queue(frame);
-                    if empty {
-                        self.end_stream(sub, &[]);
-                    } else {
-                        self.flush_stream(sub);
-                    }
+                    self.flush(sub);
                 }
                 _ => {}
             }
         }
-        let h = response::head(204, "", 0, head.keep_alive, &cors, "");
+        let h = response::head(204, "", 0, head.keep_alive, self.cors.lines(cors), "");
         self.respond(key, [h], head.keep_alive);
     }
 
+    /// The connection counts (kept as phases change; debug builds check them against a
+    /// full count).
     fn kinds(&self) -> Kinds {
-        let mut k = Kinds::default();
-        for (_, c) in self.conns.iter() {
-            if c.admin {
-                k.admin += 1;
-            } else {
-                k.public += 1;
-            }
-            match &c.phase {
-                Phase::Parked(_) => k.parked += 1,
-                Phase::Streaming(st) => match st.format {
-                    Format::Ndjson => k.ndjson += 1,
-                    Format::Iframe => k.iframe += 1,
-                    Format::Sse => k.sse += 1,
-                },
-                _ => {}
-            }
-        }
-        k
+        debug_assert_eq!(
+            self.kinds,
+            Kinds::recount(self.conns.iter().map(|(_, c)| c)),
+            "connection counts drifted"
+        );
+        self.kinds
     }
 
     /// `GET /stats`.
@@ -228,17 +202,20 @@ impl Server {
         let body = format!(
             concat!(
                 "{{\"connections\":{{\"public\":{},\"admin\":{},\"parked_polls\":{},\"streams\":{{\"stream\":{},\"iframe\":{},\"events\":{}}}}},",
-                "\"sessions\":{},\"channels\":{},",
+                "\"sessions\":{},\"sessions_evicted\":{},\"channels\":{},\"published_channels\":{},",
                 "\"messages\":{{\"published\":{},\"delivered\":{},\"evicted\":{}}},",
-                "\"bytes_out\":{},\"slow_consumers_dropped\":{},\"accepted\":{},\"refused_max_conns\":{},",
+                "\"bytes_out\":{},\"slow_consumers_dropped\":{},\"stalled_dropped\":{},\"accepted\":{},",
+                "\"refused_max_conns\":{},\"refused_max_admin_conns\":{},",
                 "\"accept_errors\":{},\"auth_failures\":{}}}"
             ),
             k.public, k.admin, k.parked, k.ndjson, k.iframe, k.sse,
-            self.sessions.len(), self.channels.len(),
+            self.sessions.len(), s.sessions_evicted, self.channels.len(), self.channels.published(),
             s.published, s.delivered, s.evicted,
-            s.bytes_out, s.slow_consumers, s.accepted, s.refused, s.accept_fd_errors, s.auth_failures
+            s.bytes_out, s.slow_consumers, s.stalled, s.accepted,
+            s.refused, s.refused_admin,
+            s.accept_fd_errors, s.auth_failures
         );
-        self.json_ok(key, head, &cors, "application/json", body);
+        self.json_ok(key, head, cors, ctype::JSON, body);
     }
 
     /// `GET /metrics` (Prometheus text format 0.0.4).
@@ -275,10 +252,22 @@ impl Server {
             &[("", self.sessions.len() as u64)],
         );
         metric(
+            "sessions_evicted_total",
+            "counter",
+            "Sessions forgotten at --max-sessions.",
+            &[("", s.sessions_evicted)],
+        );
+        metric(
             "channels",
             "gauge",
             "Channels that exist.",
             &[("", self.channels.len() as u64)],
+        );
+        metric(
+            "published_channels",
+            "gauge",
+            "Channels that have had a message (what --max-channels caps).",
+            &[("", self.channels.published() as u64)],
         );
         metric(
             "messages_published_total",
@@ -311,6 +300,12 @@ impl Server {
             &[("", s.slow_consumers)],
         );
         metric(
+            "stalled_dropped_total",
+            "counter",
+            "Connections closed because their unsent output did not move for --idle-timeout.",
+            &[("", s.stalled)],
+        );
+        metric(
             "connections_accepted_total",
             "counter",
             "Connections accepted.",
@@ -319,8 +314,11 @@ impl Server {
         metric(
             "connections_refused_total",
             "counter",
-            "Connections refused at --max-conns.",
-            &[("", s.refused)],
+            "Connections refused at --max-conns (public) or --max-admin-conns (admin).",
+            &[
+                ("{listener=\"public\"}", s.refused),
+                ("{listener=\"admin\"}", s.refused_admin),
+            ],
         );
         metric(
             "accept_errors_total",
@@ -331,10 +329,10 @@ impl Server {
         metric(
             "auth_failures_total",
             "counter",
-            "Admin requests with a missing or wrong token.",
+            "Requests with a missing or wrong admin or subscriber token.",
             &[("", s.auth_failures)],
         );
-        self.json_ok(key, head, &cors, "text/plain; version=0.0.4", out);
+        self.json_ok(key, head, cors, ctype::METRICS, out);
     }
 }
 

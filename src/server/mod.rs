@@ -7,41 +7,51 @@
 //! requires), then fires due timers. A failing connection is closed and counted; only a
 //! failing `Poll` ends `run`.
 //!
-//! Children: `conn` (one connection's buffers and I/O), `http_io` (request framing and
+//! Every connection always has exactly one armed timer; `timers` computes its deadline
+//! from the connection's state (its phase, and how long its unsent output has not moved)
+//! and decides what a firing means.
+//!
+//! Children: `accept` (listeners, connection caps, the descriptor reserve of the admin
+//! listener), `conn` (one connection's buffers and I/O), `kinds` (connection counts by
+//! kind), `timers` (every connection's one timer), `http_io` (request framing and
 //! responses), `routes` (which handler serves which path), `longpoll` (parking and
-//! answering polls), `stream` (the streaming transports), `clients` (client ids, long-poll
-//! sessions between polls, control requests), `admin` (publishing and channel info),
-//! `manage` (admin auth, channel list and delete, stats, metrics).
+//! answering polls), `stream` (the streaming transports), `clients` (client ids,
+//! long-poll sessions between polls, control requests), `admin` (publishing and channel
+//! info), `manage` (admin auth, channel list and delete, stats, metrics), `shutdown`.
 
+mod accept;
 mod admin;
 mod clients;
 mod conn;
 mod http_io;
+mod kinds;
 mod longpoll;
 mod manage;
 mod routes;
 mod shutdown;
 mod stream;
+mod timers;
 
-use std::collections::HashMap;
-use std::io::{self, Write};
+use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Poll, Token, Waker};
 
 use crate::channels::Channels;
 use crate::config::Config;
 use crate::handle::{GenSlab, Key};
-use crate::http::response;
+use crate::http::response::CorsPolicy;
 use crate::subscription::ClientId;
 use crate::timer::TimerWheel;
 
+use accept::Listeners;
 use clients::{ClientRef, Session};
-use conn::{Conn, Phase};
+use conn::Conn;
+use kinds::Kinds;
 
 const PUBLIC: Token = Token(usize::MAX - 1);
 const ADMIN: Token = Token(usize::MAX - 2);
@@ -53,16 +63,15 @@ pub fn route_exists(admin: bool, path: &str) -> bool {
     routes::exists(admin, path)
 }
 
-/// How long accepting pauses after the process ran out of descriptors, unless a
-/// connection closes first.
-const ACCEPT_RETRY_MS: u64 = 100;
+/// Most requests one connection has handled in a row before the others get a turn.
+const REQUESTS_PER_TURN: u32 = 64;
 
 /// What a timer in the wheel is for.
 #[derive(Clone, Copy, Debug)]
 enum TimerKind {
-    /// The connection's one timer; its meaning comes from the connection's phase.
+    /// The connection's one timer; its meaning comes from the connection's state.
     Conn(Key),
-    /// Check whether an idle channel can be dropped.
+    /// Check whether an idle published channel can be dropped.
     Channel(Key),
     /// Try accepting again after descriptor exhaustion.
     AcceptRetry,
@@ -74,13 +83,15 @@ enum TimerKind {
     ShutdownDeadline,
 }
 
-/// Counters the server keeps (the management API exposes them in a later version).
+/// Counters the server keeps (the management API exposes them).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Stats {
     /// Connections accepted.
     pub accepted: u64,
-    /// Connections refused with 503 at `--max-conns`.
+    /// Public connections refused with 503 at `--max-conns`.
     pub refused: u64,
+    /// Admin connections refused with 503 at `--max-admin-conns`.
+    pub refused_admin: u64,
     /// `accept` failures for lack of descriptors (EMFILE/ENFILE/ENOBUFS/ENOMEM).
     pub accept_fd_errors: u64,
     /// Messages published (per channel).
@@ -89,11 +100,16 @@ pub struct Stats {
     pub evicted: u64,
     /// Subscribers closed for passing `--max-pending-bytes`.
     pub slow_consumers: u64,
-    /// Messages handed to subscribers (a poll answer or a stream frame each).
+    /// Connections closed because their unsent output did not move for `--idle-timeout`.
+    pub stalled: u64,
+    /// Long-poll sessions forgotten at `--max-sessions` (the one idle longest).
+    pub sessions_evicted: u64,
+    /// Messages handed to subscribers: in a poll answer (at once or after waiting), a
+    /// stream's catch-up or a live stream frame; one per subscriber and message.
     pub delivered: u64,
     /// Bytes written to clients.
     pub bytes_out: u64,
-    /// Admin requests refused for a missing or wrong token.
+    /// Requests refused for a missing or wrong admin or subscriber token.
     pub auth_failures: u64,
 }
 
@@ -117,23 +133,28 @@ impl ShutdownHandle {
 pub struct Server {
     config: Config,
     poll: Poll,
-    public: TcpListener,
-    admin: TcpListener,
+    listeners: Listeners,
     conns: GenSlab<Conn>,
+    /// Connections by listener and by what they do, kept as phases change.
+    kinds: Kinds,
     channels: Channels,
     /// Every live client id: a stream, a parked poll, or a poll session between polls.
     clients: HashMap<ClientId, ClientRef>,
     /// Long-poll sessions between two polls.
     sessions: GenSlab<Session>,
+    /// Session keys, oldest first (stale keys are skipped), to drop the one idle longest
+    /// at `--max-sessions`.
+    session_order: VecDeque<Key>,
+    cors: CorsPolicy,
     wheel: TimerWheel<TimerKind>,
     start: Instant,
     /// Reactor time in ms, updated after each wake-up.
     now: u64,
-    /// Accepting stopped because descriptors ran out.
-    accept_paused: bool,
-    accept_retry_armed: bool,
     /// Connections with buffered requests to handle once the current event is done.
     pending_input: Vec<Key>,
+    /// Connections that used up their turn with requests still waiting: handled after
+    /// the next poll, which then does not sleep.
+    deferred_input: Vec<Key>,
     /// Read buffer shared by all connections.
     scratch: Box<[u8]>,
     /// Reused list of subscribers during a fan-out.
@@ -151,58 +172,43 @@ pub struct Server {
     last_status: u16,
 }
 
-fn is_fd_exhaustion(e: &io::Error) -> bool {
-    // EMFILE 24, ENFILE 23, ENOBUFS 105, ENOMEM 12 (Linux numbering).
-    matches!(e.raw_os_error(), Some(24) | Some(23) | Some(105) | Some(12))
-}
-
-/// A non-blocking listener with our backlog (mio's own `bind` fixes it at 128, too few
-/// for a reconnect storm).
-fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let bind = || -> io::Result<Socket> {
-        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        s.set_reuse_address(true)?;
-        s.bind(&addr.into())?;
-        s.listen(backlog)?;
-        s.set_nonblocking(true)?;
-        Ok(s)
-    };
-    let s =
-        bind().map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-    Ok(TcpListener::from_std(s.into()))
-}
-
 fn ms(d: Duration) -> u64 {
     d.as_millis().min(u64::MAX as u128) as u64
 }
 
+/// `now + d`, saturating: every deadline is computed here, so no duration, however
+/// large, can overflow the reactor clock.
+fn after(now: u64, d: Duration) -> u64 {
+    now.saturating_add(ms(d))
+}
+
 impl Server {
     /// Binds both listeners. Ports may be 0; `public_addr`/`admin_addr` tell the result.
+    /// Refuses a configuration that `Config::validate` rejects.
     pub fn bind(config: Config) -> io::Result<Server> {
+        config
+            .validate()
+            .map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
         let poll = Poll::new()?;
-        let mut public = listen(config.listen, config.backlog)?;
-        let mut admin = listen(config.admin_listen, config.backlog)?;
-        poll.registry()
-            .register(&mut public, PUBLIC, Interest::READABLE)?;
-        poll.registry()
-            .register(&mut admin, ADMIN, Interest::READABLE)?;
+        let listeners = Listeners::bind(&config, &poll, PUBLIC, ADMIN)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let cors = CorsPolicy::new(&config.allow_origin, config.allow_credentials);
         Ok(Server {
             config,
             poll,
-            public,
-            admin,
+            listeners,
             conns: GenSlab::default(),
+            kinds: Kinds::default(),
             channels: Channels::default(),
             clients: HashMap::new(),
             sessions: GenSlab::default(),
+            session_order: VecDeque::new(),
+            cors,
             wheel: TimerWheel::new(0),
             start: Instant::now(),
             now: 0,
-            accept_paused: false,
-            accept_retry_armed: false,
             pending_input: Vec::new(),
+            deferred_input: Vec::new(),
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             fanout: Vec::new(),
             stats: Stats::default(),
@@ -217,12 +223,12 @@ impl Server {
 
     /// The public listener's address.
     pub fn public_addr(&self) -> io::Result<SocketAddr> {
-        self.public.local_addr()
+        self.listeners.public.local_addr()
     }
 
     /// The admin listener's address.
     pub fn admin_addr(&self) -> io::Result<SocketAddr> {
-        self.admin.local_addr()
+        self.listeners.admin.local_addr()
     }
 
     /// A handle that stops `run` from another thread.
@@ -240,6 +246,7 @@ impl Server {
             self.public_addr()?,
             self.admin_addr()?
         );
+        self.listeners.log_capacity(&self.config);
         let mut events = Events::with_capacity(1024);
         if self.config.demo {
             log::info!("demo enabled: page at http://{}/", self.public_addr()?);
@@ -250,16 +257,21 @@ impl Server {
             if self.draining && self.conns.is_empty() {
                 break;
             }
-            let timeout = self
-                .wheel
-                .next_expiration()
-                .map(|at| Duration::from_millis(at.saturating_sub(self.clock())));
+            let timeout = if self.deferred_input.is_empty() {
+                self.wheel
+                    .next_expiration()
+                    .map(|at| Duration::from_millis(at.saturating_sub(self.clock())))
+            } else {
+                Some(Duration::ZERO)
+            };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
             self.now = self.clock();
+            self.pending_input.append(&mut self.deferred_input);
+            self.drain_pending_input();
             for event in events.iter() {
                 match event.token() {
                     PUBLIC => self.accept(false),
@@ -292,79 +304,21 @@ impl Server {
         ms(self.start.elapsed())
     }
 
+    /// The wall clock in microseconds since the Unix epoch (first seqs of channels).
     fn wall_us() -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64)
     }
 
+    /// The wall clock in seconds since the Unix epoch (token expiry).
+    fn unix_now() -> u64 {
+        Self::wall_us() / 1_000_000
+    }
+
     /// The server's counters.
     pub fn stats(&self) -> Stats {
         self.stats
-    }
-
-    fn accept(&mut self, admin: bool) {
-        loop {
-            let listener = if admin { &self.admin } else { &self.public };
-            match listener.accept() {
-                Ok((mut sock, _peer)) => {
-                    self.stats.accepted += 1;
-                    if self.conns.len() >= self.config.max_conns {
-                        self.stats.refused += 1;
-                        // Best effort: a fresh socket's buffer takes this whole.
-                        let _ = sock.write(response::OVERLOADED);
-                        continue;
-                    }
-                    let _ = sock.set_nodelay(true);
-                    let key = self.conns.insert(Conn::new(sock, admin));
-                    let Some(conn) = self.conns.get_mut(key) else {
-                        continue;
-                    };
-                    if let Err(e) = self.poll.registry().register(
-                        &mut conn.sock,
-                        Token(key.index()),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        log::warn!("cannot register a connection: {e}");
-                        self.conns.remove(key);
-                        continue;
-                    }
-                    self.set_conn_timer(key, self.config.header_timeout);
-                }
-                // The backlog is empty.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if is_fd_exhaustion(&e) => {
-                    // Leave the rest in the backlog; resume when a descriptor frees (a
-                    // connection closes) or after a short pause. No busy loop: the listener
-                    // stays quiet (edge-triggered) until then.
-                    self.stats.accept_fd_errors += 1;
-                    if !self.accept_paused {
-                        log::warn!("accept paused: {e}; resuming when descriptors free up");
-                    }
-                    self.accept_paused = true;
-                    if !self.accept_retry_armed {
-                        self.accept_retry_armed = true;
-                        self.wheel
-                            .insert(self.now + ACCEPT_RETRY_MS, TimerKind::AcceptRetry);
-                    }
-                    return;
-                }
-                // ECONNABORTED and kin: that one connection is gone, the next may be fine.
-                Err(e) => log::debug!("accept: {e}"),
-            }
-        }
-    }
-
-    fn resume_accepting(&mut self) {
-        if self.accept_paused && !self.draining {
-            self.accept_paused = false;
-            log::info!("accept resumed");
-            self.accept(false);
-            if !self.accept_paused {
-                self.accept(true);
-            }
-        }
     }
 
     fn conn_ready(&mut self, key: Key, readable: bool, writable: bool) {
@@ -378,27 +332,7 @@ impl Server {
 
     fn timer_fired(&mut self, kind: TimerKind) {
         match kind {
-            TimerKind::Conn(key) => {
-                let Some(conn) = self.conns.get_mut(key) else {
-                    return;
-                };
-                // Timers fired in one batch are handled one by one; if handling an earlier
-                // one gave this connection a new timer, this firing is stale.
-                if conn.timer.is_some_and(|t| self.wheel.deadline(t).is_some()) {
-                    return;
-                }
-                conn.timer = None;
-                match conn.phase {
-                    Phase::Parked(_) => {
-                        let noop = bytes::Bytes::from_static(crate::event::NOOP);
-                        self.answer_poll(key, &[noop], false);
-                    }
-                    Phase::Streaming(_) => self.stream_tick(key),
-                    // Header timeout, idle keep-alive timeout, or a final response the
-                    // client never read.
-                    Phase::Head | Phase::Idle | Phase::Closing => self.close(key),
-                }
-            }
+            TimerKind::Conn(key) => self.conn_timer_fired(key),
             TimerKind::Channel(key) => self.channel_expiry(key),
             TimerKind::Session(key) => self.session_expired(key),
             TimerKind::ShutdownDeadline => {
@@ -407,28 +341,16 @@ impl Server {
             }
             TimerKind::DemoTick => {
                 let tick = format!("{} s since start", self.now / 1000);
-                if let Ok(keys) = self.open_channels(std::iter::once("demo.ticker")) {
+                if let Ok(keys) = self.open_channels(std::iter::once("demo.ticker"), true) {
                     self.publish(keys[0], &tick);
                 }
                 self.wheel.insert(self.now + 1000, TimerKind::DemoTick);
             }
             TimerKind::AcceptRetry => {
-                self.accept_retry_armed = false;
+                self.listeners.retry_armed = false;
                 self.resume_accepting();
             }
         }
-    }
-
-    /// Replaces the connection's timer with one that fires after `after`.
-    fn set_conn_timer(&mut self, key: Key, after: Duration) {
-        let deadline = self.now + ms(after);
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if let Some(old) = conn.timer.take() {
-            self.wheel.cancel(old);
-        }
-        conn.timer = Some(self.wheel.insert(deadline, TimerKind::Conn(key)));
     }
 
     /// Closes a connection and frees everything it held.
@@ -439,17 +361,19 @@ impl Server {
         if let Some(t) = conn.timer.take() {
             self.wheel.cancel(t);
         }
-        match std::mem::replace(&mut conn.phase, Phase::Closing) {
-            // The client may poll again: its session outlives the connection.
-            Phase::Parked(p) => {
+        self.kinds.closed(&conn);
+        match std::mem::replace(&mut conn.phase, conn::Phase::Ready) {
+            // The client may poll again: its session outlives the connection (and holds
+            // its channels before the poll lets go of them).
+            conn::Phase::Parked(p) => {
+                self.detach_session(p.client, p.subs.as_slice(), p.auth_expires);
                 self.leave_channels(p.subs.as_slice());
-                self.detach_session(p.client, p.subs.as_slice());
             }
-            Phase::Streaming(st) => {
+            conn::Phase::Streaming(st) => {
                 self.leave_channels(st.subs.as_slice());
                 self.clients.remove(&st.client);
             }
-            Phase::Head | Phase::Idle | Phase::Closing => {}
+            _ => {}
         }
         let _ = self.poll.registry().deregister(&mut conn.sock);
         drop(conn);
@@ -468,14 +392,14 @@ impl Server {
             return;
         };
         let idle_since = ch.last_active_ms;
-        let next = if !ch.subs.is_empty() {
-            self.now + ttl
-        } else if self.now >= idle_since + ttl {
+        let next = if !ch.is_unsubscribed() {
+            after(self.now, self.config.channel_ttl)
+        } else if self.now >= idle_since.saturating_add(ttl) {
             log::debug!("channel {} expired", ch.name());
             self.channels.remove(key);
             return;
         } else {
-            idle_since + ttl
+            idle_since.saturating_add(ttl)
         };
         self.wheel.insert(next, TimerKind::Channel(key));
     }

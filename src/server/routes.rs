@@ -8,7 +8,7 @@ use super::Server;
 use crate::handle::Key;
 use crate::http::query::Query;
 use crate::http::request::{Head, Method};
-use crate::http::response::{self, Cors};
+use crate::http::response::{self, ctype, Cors};
 use crate::http::HttpError;
 use crate::transport::Format;
 
@@ -56,18 +56,9 @@ impl Endpoint<'_> {
         if !admin {
             return match path {
                 "/poll" => Some(Endpoint::Poll),
-                "/" => Some(Endpoint::Static(
-                    DEMO_HTML.as_bytes(),
-                    "text/html; charset=utf-8",
-                )),
-                "/comet.js" => Some(Endpoint::Static(
-                    COMET_JS.as_bytes(),
-                    "application/javascript",
-                )),
-                "/comet.mjs" => Some(Endpoint::Static(
-                    COMET_MJS.as_bytes(),
-                    "application/javascript",
-                )),
+                "/" => Some(Endpoint::Static(DEMO_HTML.as_bytes(), ctype::HTML)),
+                "/comet.js" => Some(Endpoint::Static(COMET_JS.as_bytes(), ctype::JS)),
+                "/comet.mjs" => Some(Endpoint::Static(COMET_MJS.as_bytes(), ctype::JS)),
                 "/demo/pub" => Some(Endpoint::DemoPublish),
                 "/stream" => Some(Endpoint::Stream(Format::Ndjson)),
                 "/iframe" => Some(Endpoint::Stream(Format::Iframe)),
@@ -98,14 +89,14 @@ impl Endpoint<'_> {
             Endpoint::Publish | Endpoint::DemoPublish | Endpoint::Control(..) | Endpoint::Sign => {
                 (Method::Post, "POST, OPTIONS")
             }
-            Endpoint::Channel(_) => (Method::Get, "GET, DELETE, OPTIONS"),
+            Endpoint::Channel(_) => (Method::Get, "GET, HEAD, DELETE, OPTIONS"),
             Endpoint::Poll
             | Endpoint::Stream(_)
             | Endpoint::Static(..)
             | Endpoint::ChannelList
             | Endpoint::Stats
             | Endpoint::Metrics
-            | Endpoint::Healthz => (Method::Get, "GET, OPTIONS"),
+            | Endpoint::Healthz => (Method::Get, "GET, HEAD, OPTIONS"),
         }
     }
 }
@@ -148,30 +139,34 @@ impl Server {
             return;
         };
         let Some(endpoint) = Endpoint::parse(admin, &head.path) else {
-            return self.respond_error(key, &head, HttpError::new(404, "not found"), &cors, "");
+            return self.respond_error(key, &head, HttpError::new(404, "not found"), cors, "");
         };
         let (method, allow) = endpoint.method();
         if head.method == Method::Options {
             let extra = format!(
                 "Allow: {allow}\r\nAccess-Control-Allow-Methods: {allow}\r\nAccess-Control-Allow-Headers: Content-Type, Authorization, Last-Event-ID\r\nAccess-Control-Max-Age: 86400\r\n"
             );
-            let h = response::head(204, "", 0, head.keep_alive, &cors, &extra);
+            let h = response::head(204, "", 0, head.keep_alive, self.cors.lines(cors), &extra);
             return self.respond(key, [h], head.keep_alive);
         }
-        if admin && !self.admin_allowed(&head) {
+        // Load-balancer probes carry no token, and `/healthz` tells nothing but that the
+        // gateway answers.
+        if admin && endpoint != Endpoint::Healthz && !self.admin_allowed(&head) {
             let e = HttpError::new(401, "missing or wrong admin token");
             let extra = "WWW-Authenticate: Bearer\r\n";
-            return self.respond_error(key, &head, e, &cors, extra);
+            return self.respond_error(key, &head, e, cors, extra);
         }
         let delete = matches!(endpoint, Endpoint::Channel(_)) && head.method == Method::Delete;
-        if head.method != method && !delete {
+        // Every GET route answers HEAD: the same head, no body.
+        let head_of_get = method == Method::Get && head.method == Method::Head;
+        if head.method != method && !delete && !head_of_get {
             let extra = format!("Allow: {allow}\r\n");
             let e = HttpError::new(405, "method not allowed");
-            return self.respond_error(key, &head, e, &cors, &extra);
+            return self.respond_error(key, &head, e, cors, &extra);
         }
         let query = match Query::parse(&head.query) {
             Ok(q) => q,
-            Err(e) => return self.respond_error(key, &head, e, &cors, ""),
+            Err(e) => return self.respond_error(key, &head, e, cors, ""),
         };
         match endpoint {
             Endpoint::Poll => self.handle_poll(key, &head, &query, cors),
@@ -184,17 +179,24 @@ impl Server {
                 let demo_only = query.list("channel").all(|c| c.starts_with("demo."));
                 if !self.config.demo {
                     let e = HttpError::new(404, "not found (start the gateway with --demo)");
-                    self.respond_error(key, &head, e, &cors, "");
+                    self.respond_error(key, &head, e, cors, "");
                 } else if !demo_only {
                     let e = HttpError::new(403, "the demo may only publish to demo. channels");
-                    self.respond_error(key, &head, e, &cors, "");
+                    self.respond_error(key, &head, e, cors, "");
                 } else {
                     self.handle_publish(key, &head, &query, body, cors);
                 }
             }
             Endpoint::Static(body, ctype) => {
                 let body = Bytes::from_static(body);
-                let h = response::head(200, ctype, body.len(), head.keep_alive, &cors, "");
+                let h = response::head(
+                    200,
+                    ctype,
+                    body.len(),
+                    head.keep_alive,
+                    self.cors.lines(cors),
+                    "",
+                );
                 self.respond(key, [h, body], head.keep_alive);
             }
             Endpoint::Channel(name) if delete => self.handle_channel_delete(key, &head, name, cors),
@@ -205,7 +207,14 @@ impl Server {
             Endpoint::Metrics => self.handle_metrics(key, &head, cors),
             Endpoint::Healthz => {
                 let body = Bytes::from_static(b"ok\n");
-                let h = response::head(200, "text/plain", body.len(), head.keep_alive, &cors, "");
+                let h = response::head(
+                    200,
+                    ctype::TEXT,
+                    body.len(),
+                    head.keep_alive,
+                    self.cors.lines(cors),
+                    "",
+                );
                 self.respond(key, [h, body], head.keep_alive);
             }
         }

@@ -12,7 +12,7 @@ use mio::net::UnixStream;
 use mio::{Interest, Token};
 
 use super::conn::Phase;
-use super::{ms, stream, Server, TimerKind};
+use super::{after, stream, Server, TimerKind};
 use crate::event;
 use crate::handle::Key;
 
@@ -68,8 +68,7 @@ impl Server {
             self.config.shutdown_timeout
         );
         self.draining = true;
-        let _ = self.poll.registry().deregister(&mut self.public);
-        let _ = self.poll.registry().deregister(&mut self.admin);
+        self.stop_listening();
         let keys: Vec<Key> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -84,17 +83,18 @@ impl Server {
                     let cursor = stream::cursor_of(&self.channels, st.subs.as_slice());
                     self.end_stream(key, &[event::reconnect(&cursor)]);
                 }
-                Phase::Head | Phase::Idle => {
+                Phase::Head { .. } | Phase::Idle { .. } | Phase::Ready => {
                     if conn.wq_is_empty() {
                         self.close(key);
                     } else {
-                        conn.phase = Phase::Closing;
+                        conn.phase = Phase::Closing { linger: false };
+                        self.arm(key);
                     }
                 }
-                Phase::Closing => {}
+                Phase::Closing { .. } | Phase::Lingering { .. } => {}
             }
         }
-        let at = self.now + ms(self.config.shutdown_timeout);
+        let at = after(self.now, self.config.shutdown_timeout);
         self.wheel.insert(at, TimerKind::ShutdownDeadline);
     }
 }

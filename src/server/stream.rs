@@ -1,9 +1,10 @@
 //! The streaming transports: `GET /stream` (ndjson), `GET /iframe` (script chunks) and
 //! `GET /events` (EventSource). A stream starts with `hello`, replays what its cursor has
 //! due, then receives every message as it is published; it gets heartbeats while idle and
-//! ends with `reconnect` after `--stream-max-age`. Heartbeat and end of life share the
-//! connection's one timer: it fires at whichever comes first, and writes only move a
-//! timestamp, so a busy stream never touches the wheel.
+//! ends with `reconnect` after `--stream-max-age` (or when a subscriber token it used
+//! expires). Heartbeat and end of life share the connection's one timer: it fires at
+//! whichever comes first, and writes only move a timestamp, so a busy stream never
+//! touches the wheel. An HTTP/1.0 client gets the same bytes unchunked, ended by the close.
 //!
 //! A subscriber whose unsent bytes pass `--max-pending-bytes` is sent `error` (as far as
 //! its socket takes it) and closed; nobody else waits for it.
@@ -12,13 +13,13 @@ use bytes::Bytes;
 
 use super::clients::ClientRef;
 use super::conn::{Conn, Phase, Stream, Sub, Subs};
-use super::{ms, Server};
+use super::{after, ms, Server};
 use crate::channel::{Message, Start};
 use crate::channels::Channels;
 use crate::event;
 use crate::handle::Key;
 use crate::http::query::Query;
-use crate::http::request::Head;
+use crate::http::request::{Head, Method};
 use crate::http::response::{self, Cors};
 use crate::http::HttpError;
 use crate::subscription::{self, ClientId};
@@ -68,6 +69,7 @@ pub(super) fn deliver(
     let subs = st.subs.as_slice();
     transport::message_parts(
         st.format,
+        st.chunked,
         msg,
         ch.name(),
         single,
@@ -83,7 +85,8 @@ pub(super) fn deliver(
 }
 
 impl Server {
-    /// Handles `GET /stream`, `GET /iframe` and `GET /events`.
+    /// Handles `GET /stream`, `GET /iframe` and `GET /events` (and `HEAD`: checked,
+    /// answered with the head alone, nothing subscribed).
     pub(super) fn handle_stream(
         &mut self,
         key: Key,
@@ -92,8 +95,26 @@ impl Server {
         cors: Cors,
         format: Format,
     ) {
-        if let Err(e) = self.try_stream(key, head, q, &cors, format) {
-            self.respond_error(key, head, e, &cors, "");
+        let result = if head.method == Method::Head {
+            let cb_needed = format == Format::Iframe && q.get("cb").is_none();
+            if cb_needed {
+                Err(HttpError::new(400, "missing cb"))
+            } else {
+                self.check_subscribe_params(q, false).map(|_| {
+                    let h = response::head_without_length(
+                        format.content_type(),
+                        head.keep_alive,
+                        self.cors.lines(cors),
+                        "X-Accel-Buffering: no\r\n",
+                    );
+                    self.respond(key, [h], head.keep_alive);
+                })
+            }
+        } else {
+            self.try_stream(key, head, q, cors, format)
+        };
+        if let Err(e) = result {
+            self.respond_error(key, head, e, cors, "");
         }
     }
 
@@ -102,12 +123,13 @@ impl Server {
         key: Key,
         head: &Head,
         q: &Query,
-        cors: &Cors,
+        cors: Cors,
         format: Format,
     ) -> Result<(), HttpError> {
-        let mut wanted = subscription::parse_channels(q, self.config.max_channels_per_subscriber)?;
+        let max = self.config.max_channels_per_subscriber as usize;
+        let mut wanted = subscription::parse_channels(q, max)?;
         let names: Vec<&str> = wanted.iter().map(|w| w.channel.as_str()).collect();
-        self.authorize(q, &names)?;
+        let expires = self.authorize(q, &names)?;
         let cb = subscription::parse_callback(q)?;
         let cb: Box<str> = match (format, cb) {
             (Format::Iframe, None) => return Err(HttpError::new(400, "missing cb")),
@@ -115,8 +137,10 @@ impl Server {
             _ => "".into(),
         };
         if format == Format::Sse {
-            // The browser's resume point overrides the seqs of the URL.
-            if let Some(last) = head.last_event_id.as_deref() {
+            // The browser's resume point overrides the seqs of the URL; polyfills that
+            // cannot set the header send it as `lastEventId=` (the header wins).
+            let last = head.last_event_id.as_deref().or(q.get("lastEventId"));
+            if let Some(last) = last {
                 for (name, seq) in transport::parse_cursor(last) {
                     if let Some(w) = wanted.iter_mut().find(|w| w.channel == name) {
                         w.seq = Some(seq);
@@ -124,8 +148,20 @@ impl Server {
                 }
             }
         }
-        let keys = self.open_channels(wanted.iter().map(|w| w.channel.as_str()))?;
-        let client = ClientId::random()?;
+        if self.conns.get(key).is_some_and(|c| c.peer_closed) {
+            // The client hung up right after asking: nobody to stream to.
+            self.close(key);
+            return Ok(());
+        }
+        let keys = self.open_channels(wanted.iter().map(|w| w.channel.as_str()), false)?;
+        let client = ClientId::random();
+        let client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                self.release_unused(keys);
+                return Err(e);
+            }
+        };
         let mut starts = Vec::with_capacity(keys.len());
         let mut subs = Vec::with_capacity(keys.len());
         for (w, &ck) in wanted.iter().zip(&keys) {
@@ -135,33 +171,44 @@ impl Server {
             }
         }
         let cursor = cursor_of(&self.channels, &subs);
+        let chunked = !head.http10;
+        let end_ms =
+            after(self.now, self.config.stream_max_age).min(self.reactor_ms_of_unix(expires));
+        let extra = format!("X-Comet-Client: {client}\r\n");
+        let stream_head = response::stream_head(
+            format.content_type(),
+            chunked,
+            self.cors.lines(cors),
+            &extra,
+        );
+        let hello = event::hello(&client.to_string(), &cursor);
+        let opening = transport::opening(format, &hello, &cursor, &cb, chunked);
         let Some(conn) = self.conns.get_mut(key) else {
             self.leave_channels(&subs);
             return Ok(());
         };
-        let extra = format!("X-Comet-Client: {client}\r\n");
-        conn.queue(response::stream_head(format.content_type(), cors, &extra));
-        if let Some(p) = transport::prelude(format) {
-            conn.queue(p);
-        }
-        let hello = event::hello(&client.to_string(), &cursor);
-        conn.queue(transport::frame(format, &hello, &cursor, &cb));
-        conn.phase = Phase::Streaming(Stream {
-            format,
-            subs: Subs::from_vec(subs),
-            client,
-            cb,
-            started_ms: self.now,
-            last_write_ms: self.now,
-        });
+        conn.queue(stream_head);
+        conn.queue(opening);
+        self.kinds.swap(
+            conn,
+            Phase::Streaming(Stream {
+                format,
+                chunked,
+                subs: Subs::from_vec(subs),
+                client,
+                cb,
+                end_ms,
+                last_write_ms: self.now,
+            }),
+        );
         conn.clear_input();
         conn.shrink();
         self.clients.insert(client, ClientRef::Conn(key));
         for (ck, start) in starts {
             self.stream_catch_up(key, ck, start);
         }
-        self.arm_stream_timer(key);
-        self.flush_stream(key);
+        self.arm(key);
+        self.flush(key);
         Ok(())
     }
 
@@ -200,91 +247,78 @@ impl Server {
                 return;
             };
             let cursor = cursor_of(&self.channels, st.subs.as_slice());
-            let f = transport::frame(st.format, &ch.notice_event(n), &cursor, &st.cb);
+            let f = transport::frame(st.format, &ch.notice_event(n), &cursor, &st.cb, st.chunked);
             conn.queue(f);
         }
         for msg in ch.messages_from(start.seq) {
-            deliver(conn, &self.channels, ck, msg, self.now);
+            if deliver(conn, &self.channels, ck, msg, self.now) {
+                self.stats.delivered += 1;
+            }
         }
     }
 
-    /// Writes what a stream has queued; closes it on error or when it has fallen more than
-    /// `--max-pending-bytes` behind.
-    pub(super) fn flush_stream(&mut self, key: Key) {
-        let max = self.config.max_pending_bytes;
+    /// A stream fell more than `--max-pending-bytes` behind: it is sent `error` where
+    /// its socket still takes it, and closed.
+    pub(super) fn drop_slow_consumer(&mut self, key: Key) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        match conn.flush() {
-            Ok(n) => self.stats.bytes_out += n as u64,
-            Err(_) => return self.close(key),
+        self.stats.slow_consumers += 1;
+        if let Phase::Streaming(st) = &conn.phase {
+            let e = event::error_event("too slow: output buffer full");
+            let f = transport::frame(st.format, &e, "", &st.cb, st.chunked);
+            conn.queue(f);
+            // Where the socket still takes it, the client learns why.
+            let _ = conn.flush(self.now);
         }
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if conn.pending() > max {
-            self.stats.slow_consumers += 1;
-            if let Phase::Streaming(st) = &conn.phase {
-                let e = event::error_event("too slow: output buffer full");
-                let f = transport::frame(st.format, &e, "", &st.cb);
-                conn.queue(f);
-                // Where the socket still takes it, the client learns why.
-                let _ = conn.flush();
-            }
-            log::debug!("closing a slow consumer ({} bytes unsent)", conn.pending());
-            self.close(key);
-        }
+        log::debug!("closing a slow consumer ({} bytes unsent)", conn.pending());
+        self.close(key);
     }
 
     /// The stream's timer: a heartbeat, or the end of its life.
     pub(super) fn stream_tick(&mut self, key: Key) {
-        let max_age = ms(self.config.stream_max_age);
         let hb = ms(self.config.heartbeat);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        let idle = conn.pending() == 0;
         let Phase::Streaming(st) = &mut conn.phase else {
             return;
         };
-        if self.now >= st.started_ms + max_age {
+        if self.now >= st.end_ms {
             let cursor = cursor_of(&self.channels, st.subs.as_slice());
             return self.end_stream(key, &[event::reconnect(&cursor)]);
         }
-        if self.now >= st.last_write_ms + hb {
-            let f = transport::heartbeat(st.format, &st.cb);
+        if idle && self.now >= st.last_write_ms.saturating_add(hb) {
+            let f = transport::heartbeat(st.format, &st.cb, st.chunked);
             st.last_write_ms = self.now;
             conn.queue(f);
         }
-        self.arm_stream_timer(key);
-        self.flush_stream(key);
+        self.arm(key);
+        self.flush(key);
     }
 
-    fn arm_stream_timer(&mut self, key: Key) {
-        let Some(Phase::Streaming(st)) = self.conns.get(key).map(|c| &c.phase) else {
-            return;
-        };
-        let at = (st.last_write_ms + ms(self.config.heartbeat))
-            .min(st.started_ms + ms(self.config.stream_max_age));
-        let after = std::time::Duration::from_millis(at.saturating_sub(self.now));
-        self.set_conn_timer(key, after);
-    }
-
-    /// Ends a stream with `events` (each framed in its format) and the last chunk.
+    /// Ends a stream with `events` (each framed in its format) and the end of its body.
     pub(super) fn end_stream(&mut self, key: Key, events: &[Bytes]) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let Phase::Streaming(st) = std::mem::replace(&mut conn.phase, Phase::Closing) else {
+        if !matches!(conn.phase, Phase::Streaming(_)) {
+            return;
+        }
+        let Phase::Streaming(st) = self.kinds.swap(conn, Phase::Closing { linger: false }) else {
             return;
         };
         let cursor = cursor_of(&self.channels, st.subs.as_slice());
         for e in events {
-            conn.queue(transport::frame(st.format, e, &cursor, &st.cb));
+            conn.queue(transport::frame(st.format, e, &cursor, &st.cb, st.chunked));
         }
-        conn.queue(Bytes::from_static(transport::LAST_CHUNK));
+        if let Some(end) = transport::ending(st.chunked) {
+            conn.queue(end);
+        }
         self.leave_channels(st.subs.as_slice());
         self.clients.remove(&st.client);
-        self.set_conn_timer(key, self.config.idle_timeout);
+        self.arm(key);
         self.flush(key);
     }
 }

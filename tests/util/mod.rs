@@ -262,6 +262,71 @@ pub fn get(addr: SocketAddr, path: &str) -> Response {
     request(addr, &format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"))
 }
 
+/// `GET /stats` on the admin listener.
+pub fn stats(admin: SocketAddr) -> serde_json::Value {
+    let r = get(admin, "/stats");
+    assert_eq!(r.status, 200, "stats: {}", r.text());
+    r.json()
+}
+
+/// A connection whose receive buffer is tiny, so a client that never reads fills it at
+/// once and the server's output backs up.
+pub fn tiny_reader(addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
+    s.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    s.connect(&addr.into()).expect("connect");
+    s.into()
+}
+
+/// Writes as much of `data` as the socket takes without blocking; returns how much.
+pub fn write_what_fits(sock: &mut TcpStream, data: &[u8]) -> usize {
+    sock.set_nonblocking(true).unwrap();
+    let mut done = 0;
+    while done < data.len() {
+        match sock.write(&data[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    sock.set_nonblocking(false).unwrap();
+    done
+}
+
+/// Runs the gateway binary with `args`, expecting it to refuse to start: returns its
+/// exit code and what it printed. Fails if it starts listening instead.
+pub fn refused_to_start(args: &[&str]) -> (i32, String) {
+    let bin = env!("CARGO_BIN_EXE_comet-gateway");
+    let mut child = std::process::Command::new(bin)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn gateway");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return (status.code().unwrap_or(-1), text);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the gateway started with {args:?}; it should have refused");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Sends a poll request on `conn` without waiting for the answer.
 pub fn send_poll(conn: &mut Conn, query: &str) {
     conn.send(&format!("GET /poll?{query} HTTP/1.1\r\nHost: t\r\n\r\n"));
@@ -338,6 +403,11 @@ impl ChildGateway {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
 
+    /// Every log line so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
     /// The child's pid.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -382,6 +452,8 @@ pub struct StreamClient {
     pub raw: Vec<u8>,
     /// The last EventSource `id:` seen.
     pub last_id: Option<String>,
+    /// The `data:` of the EventSource block being read.
+    sse_data: Option<String>,
     prelude_done: bool,
     pub ended: bool,
 }
@@ -412,6 +484,7 @@ impl StreamClient {
             body: Vec::new(),
             raw: Vec::new(),
             last_id: None,
+            sse_data: None,
             prelude_done: false,
             ended: false,
         }
@@ -490,28 +563,25 @@ impl StreamClient {
                     .unwrap_or_else(|| panic!("bad script chunk {text:?}"));
                 Some(serde_json::from_str(inner).expect("script JSON"))
             }
+            // EventSource, line by line as its parsers read it: a comment line is a
+            // heartbeat; a blank line ends a block, which must carry `data:`.
             Transport::Events => loop {
-                let p = self.body.windows(2).position(|w| w == b"\n\n")?;
-                let frame: Vec<u8> = self.body.drain(..p + 2).collect();
-                let text = String::from_utf8(frame).unwrap();
-                let mut data = None;
-                let mut comment = false;
-                for line in text.lines() {
-                    if let Some(id) = line.strip_prefix("id: ") {
-                        self.last_id = Some(id.to_string());
-                    } else if let Some(d) = line.strip_prefix("data: ") {
-                        data = Some(serde_json::from_str(d).expect("SSE data JSON"));
-                    } else if line.starts_with(':') {
-                        comment = true;
-                    }
-                }
-                if let Some(d) = data {
-                    return Some(d);
-                }
-                if comment {
+                let p = self.body.iter().position(|b| *b == b'\n')?;
+                let line: Vec<u8> = self.body.drain(..=p).collect();
+                let line = String::from_utf8(line[..p].to_vec()).unwrap();
+                if line.starts_with(':') {
                     return Some(serde_json::json!({"type": "noop"}));
+                } else if line.is_empty() {
+                    let data = self.sse_data.take().expect("an SSE block without data");
+                    return Some(serde_json::from_str(&data).expect("SSE data JSON"));
+                } else if let Some(id) = line.strip_prefix("id: ") {
+                    self.last_id = Some(id.to_string());
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    assert!(self.sse_data.is_none(), "one data line per event");
+                    self.sse_data = Some(d.to_string());
+                } else {
+                    assert!(line.starts_with("retry: "), "unknown SSE line {line:?}");
                 }
-                // `retry:` alone: not an event.
             },
         }
     }

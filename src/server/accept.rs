@@ -1,0 +1,253 @@
+//! The two listeners and who gets in. The public listener admits at most `--max-conns`
+//! connections, the admin listener at most `--max-admin-conns`; past a cap a connection
+//! is accepted, answered 503 and closed. Public accepts also stop short of the process's
+//! descriptor limit by a reserve kept for the admin listener, so publishers and health
+//! checks get in however many subscribers are connected.
+//!
+//! When accepting must stop (the reserve is reached, or `accept` fails for lack of
+//! descriptors), the waiting connections stay in the kernel's backlog and the listener
+//! is retried when a connection closes (admin first) or after a short pause. Each such
+//! episode is logged once when it starts and once when the backlog is drained again.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+
+use mio::net::TcpListener;
+use mio::{Interest, Poll, Token};
+
+use super::conn::Conn;
+use super::{Server, TimerKind};
+use crate::config::Config;
+use crate::http::response;
+
+/// How long accepting pauses after the process ran out of descriptors, unless a
+/// connection closes first.
+const ACCEPT_RETRY_MS: u64 = 100;
+
+/// Descriptors public accepts leave free for the admin listener (at most
+/// `--max-admin-conns`, and at most an eighth of the descriptor limit).
+pub const ADMIN_FD_RESERVE: u64 = 64;
+
+/// The listeners and the state of accepting on each.
+pub(super) struct Listeners {
+    pub public: TcpListener,
+    pub admin: TcpListener,
+    /// The soft `RLIMIT_NOFILE` of the process.
+    fd_limit: u64,
+    /// Descriptors open when the listeners were bound (listeners, poll, logging, …).
+    fd_base: u64,
+    /// Accepting is paused on the public (index 0) or admin (index 1) listener.
+    paused: [bool; 2],
+    /// An `AcceptRetry` timer is pending.
+    pub retry_armed: bool,
+}
+
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    // EMFILE 24, ENFILE 23, ENOBUFS 105, ENOMEM 12 (Linux numbering).
+    matches!(e.raw_os_error(), Some(24) | Some(23) | Some(105) | Some(12))
+}
+
+/// A non-blocking listener with our backlog (mio's own `bind` fixes it at 128, too few
+/// for a reconnect storm).
+fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind = || -> io::Result<Socket> {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        s.set_reuse_address(true)?;
+        s.bind(&addr.into())?;
+        s.listen(backlog)?;
+        s.set_nonblocking(true)?;
+        Ok(s)
+    };
+    let s =
+        bind().map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    Ok(TcpListener::from_std(s.into()))
+}
+
+/// The soft limit on open descriptors.
+fn fd_limit() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and nothing else.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0;
+    if ok && r.rlim_cur != libc::RLIM_INFINITY {
+        r.rlim_cur
+    } else {
+        u64::MAX
+    }
+}
+
+/// Descriptors the process has open now.
+fn fds_open() -> u64 {
+    std::fs::read_dir("/proc/self/fd")
+        // The directory handle itself is one of the entries.
+        .map(|d| d.count().saturating_sub(1) as u64)
+        .unwrap_or(16)
+}
+
+impl Listeners {
+    pub fn bind(config: &Config, poll: &Poll, public: Token, admin: Token) -> io::Result<Self> {
+        let mut p = listen(config.listen, config.backlog)?;
+        let mut a = listen(config.admin_listen, config.backlog)?;
+        poll.registry()
+            .register(&mut p, public, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut a, admin, Interest::READABLE)?;
+        Ok(Listeners {
+            public: p,
+            admin: a,
+            fd_limit: fd_limit(),
+            // The waker and the signal pipe come after this count.
+            fd_base: fds_open() + 4,
+            paused: [false; 2],
+            retry_armed: false,
+        })
+    }
+
+    /// Descriptors public accepts leave for the admin listener.
+    fn reserve(&self, config: &Config) -> u64 {
+        config
+            .max_admin_conns
+            .min(ADMIN_FD_RESERVE)
+            .min(self.fd_limit / 8)
+    }
+
+    /// Logs how many connections the descriptor limit allows.
+    pub fn log_capacity(&self, config: &Config) {
+        let room = self
+            .fd_limit
+            .saturating_sub(self.fd_base + self.reserve(config));
+        if room < config.max_conns {
+            log::warn!(
+                "descriptor limit {} allows about {room} public connections (--max-conns {}); \
+                 {} descriptors are kept for the admin listener",
+                self.fd_limit,
+                config.max_conns,
+                self.reserve(config)
+            );
+        } else {
+            log::info!("descriptor limit {}", self.fd_limit);
+        }
+    }
+
+    fn pause(&mut self, admin: bool, why: &dyn std::fmt::Display) {
+        if !self.paused[admin as usize] {
+            self.paused[admin as usize] = true;
+            let which = if admin { "admin" } else { "public" };
+            log::warn!(
+                "accept paused on the {which} listener: {why}; new connections wait in the backlog"
+            );
+        }
+    }
+
+    fn drained(&mut self, admin: bool) {
+        if self.paused[admin as usize] {
+            self.paused[admin as usize] = false;
+            let which = if admin { "admin" } else { "public" };
+            log::info!("accept resumed on the {which} listener");
+        }
+    }
+}
+
+impl Server {
+    /// True when a public accept would eat into the admin listener's reserve.
+    fn public_fds_exhausted(&self) -> bool {
+        let l = &self.listeners;
+        let open = l.fd_base + self.kinds.public + self.kinds.admin;
+        open + l.reserve(&self.config) >= l.fd_limit
+    }
+
+    /// Accepts every waiting connection of one listener, within its caps.
+    pub(super) fn accept(&mut self, admin: bool) {
+        if self.draining {
+            return;
+        }
+        loop {
+            if !admin && self.public_fds_exhausted() {
+                let why = "descriptor limit reached (the rest is kept for the admin listener)";
+                self.listeners.pause(false, &why);
+                return;
+            }
+            let listener = if admin {
+                &self.listeners.admin
+            } else {
+                &self.listeners.public
+            };
+            match listener.accept() {
+                Ok((mut sock, _peer)) => {
+                    self.stats.accepted += 1;
+                    let (open, max) = if admin {
+                        (self.kinds.admin, self.config.max_admin_conns)
+                    } else {
+                        (self.kinds.public, self.config.max_conns)
+                    };
+                    if open >= max {
+                        if admin {
+                            self.stats.refused_admin += 1;
+                        } else {
+                            self.stats.refused += 1;
+                        }
+                        // Best effort: a fresh socket's buffer takes this whole.
+                        let _ = sock.write(&response::overloaded());
+                        continue;
+                    }
+                    let _ = sock.set_nodelay(true);
+                    let key = self.conns.insert(Conn::new(sock, admin, self.now));
+                    let Some(conn) = self.conns.get_mut(key) else {
+                        continue;
+                    };
+                    if let Err(e) = self.poll.registry().register(
+                        &mut conn.sock,
+                        Token(key.index()),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        log::warn!("cannot register a connection: {e}");
+                        self.conns.remove(key);
+                        continue;
+                    }
+                    self.kinds.opened(admin);
+                    self.arm(key);
+                }
+                // The backlog is empty.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.listeners.drained(admin);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_fd_exhaustion(&e) => {
+                    // Leave the rest in the backlog; resume when a descriptor frees (a
+                    // connection closes) or after a short pause. No busy loop: the listener
+                    // stays quiet (edge-triggered) until then.
+                    self.stats.accept_fd_errors += 1;
+                    self.listeners.pause(admin, &e);
+                    if !self.listeners.retry_armed {
+                        self.listeners.retry_armed = true;
+                        self.wheel
+                            .insert(self.now + ACCEPT_RETRY_MS, TimerKind::AcceptRetry);
+                    }
+                    return;
+                }
+                // ECONNABORTED and kin: that one connection is gone, the next may be fine.
+                Err(e) => log::debug!("accept: {e}"),
+            }
+        }
+    }
+
+    /// A descriptor may have freed: accept what waits, the admin listener first.
+    pub(super) fn resume_accepting(&mut self) {
+        if self.listeners.paused[1] {
+            self.accept(true);
+        }
+        if self.listeners.paused[0] {
+            self.accept(false);
+        }
+    }
+
+    /// Stops accepting for good (shutdown).
+    pub(super) fn stop_listening(&mut self) {
+        let _ = self.poll.registry().deregister(&mut self.listeners.public);
+        let _ = self.poll.registry().deregister(&mut self.listeners.admin);
+    }
+}
