@@ -13,3 +13,45 @@ if [ ! -d browser/node_modules/playwright-core ]; then
   echo "tests/setup.sh: installing playwright-core"
   (cd browser && npm ci --no-audit --no-fund --silent)
 fi
+# The SSE client-library tests (tests/sse_clients.rs): npm packages pinned in
+# tests/sse/package-lock.json, and httpx-sse with httpx (pinned in tests/sse/requirements.txt,
+# from PyPI) in a Python 3.11 venv at tests/sse/.venv. Each is reinstalled only when what is
+# installed differs from the pins.
+if ! node -e '
+  const dir = process.argv[1];
+  const want = require(dir + "/package.json").dependencies;
+  for (const [name, version] of Object.entries(want)) {
+    let got;
+    try { got = require(dir + "/node_modules/" + name + "/package.json").version; } catch {}
+    if (got !== version) process.exit(1);
+  }' "$PWD/sse" 2>/dev/null; then
+  echo "tests/setup.sh: installing the SSE client libraries (npm)"
+  (cd sse && npm ci --no-audit --no-fund --silent)
+fi
+if ! sse/.venv/bin/python - sse/requirements.txt 2>/dev/null <<'PY'
+import sys, importlib.metadata as md
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if line:
+        name, version = line.split("==")
+        if md.version(name) != version:
+            sys.exit(1)
+PY
+then
+  echo "tests/setup.sh: installing httpx-sse and httpx (PyPI) into tests/sse/.venv"
+  python=""
+  for p in python3.11 "$HOME"/.pyenv/versions/3.11*/bin/python3.11 python3; do
+    if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import venv' 2>/dev/null; then
+      python=$p
+      break
+    fi
+  done
+  if [ -z "$python" ]; then
+    echo "tests/setup.sh: no Python 3 with venv found" >&2
+    exit 1
+  fi
+  rm -rf sse/.venv
+  "$python" -m venv sse/.venv
+  sse/.venv/bin/python -m pip install -q --disable-pip-version-check --no-input \
+    -r sse/requirements.txt
+fi
