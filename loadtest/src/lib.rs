@@ -8,10 +8,13 @@
 //! - `publisher`: the thread that posts stamped, numbered messages.
 //! - [`run`]: the mio loop over a flat subscriber table, the publisher, the account.
 //! - [`floor`]: the bare cost of fan-out (one write per socket per message), to compare.
+//! - [`flood`]: `comet-flood`, hostile traffic (channel-table exhaustion, session flood,
+//!   never-reading pipeliners) counted by outcome.
 //! - [`report`]: the summary, as text and JSON.
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod flood;
 pub mod floor;
 pub mod framer;
 mod publisher;
