@@ -6,6 +6,7 @@
 
 use std::cell::OnceCell;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use slab::Slab;
@@ -83,7 +84,8 @@ pub fn valid_name(name: &str) -> bool {
 
 /// A channel.
 pub struct Channel {
-    name: Box<str>,
+    /// Shared with the registry's index and with the sessions that hold the channel.
+    name: Arc<str>,
     first_seq: u64,
     next_seq: u64,
     buf: VecDeque<Message>,
@@ -114,6 +116,11 @@ impl Channel {
     /// The channel's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The channel's name, shared (no copy).
+    pub fn shared_name(&self) -> Arc<str> {
+        self.name.clone()
     }
 
     /// The seq the next published message gets.

@@ -1,6 +1,7 @@
-//! The registry of channels: lookup by name (ordered, so a listing costs what it
-//! returns), creation, the count of published channels under `--max-channels`, and the
-//! seq of a new channel's first message.
+//! The registry of channels: lookup by name, creation, the published channels (counted
+//! under `--max-channels`, and kept in name order so a listing costs what it returns),
+//! and the seq of a new channel's first message. A channel's name is allocated once and
+//! shared by the index, the channel and the sessions that hold it.
 //!
 //! A channel's first seq is the wall-clock time of its creation in microseconds, and never
 //! less than one past any seq this process has issued, so a channel created again (after
@@ -12,8 +13,9 @@
 //! (the server frees it when the last one leaves). Expiry timers are armed by the server,
 //! which owns the timer wheel; this module only answers whether a channel may go.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use crate::channel::{Channel, Message};
 use crate::handle::{GenSlab, Key};
@@ -21,10 +23,12 @@ use crate::handle::{GenSlab, Key};
 /// All channels.
 #[derive(Default)]
 pub struct Channels {
-    by_name: BTreeMap<Box<str>, Key>,
+    /// Every channel by name (SipHash: names come from anonymous clients).
+    by_name: HashMap<Arc<str>, Key>,
     slab: GenSlab<Channel>,
-    /// How many channels have had a message.
-    published: usize,
+    /// The channels that have had a message, in name order. Channels only subscribers
+    /// named come and go with them and are not listed.
+    published: BTreeSet<Arc<str>>,
     /// One past the highest seq any channel of this process could have issued so far.
     floor: u64,
 }
@@ -52,7 +56,7 @@ impl Channels {
 
     /// Number of channels that have had a message (what `--max-channels` caps).
     pub fn published(&self) -> usize {
-        self.published
+        self.published.len()
     }
 
     /// The key of channel `name`, if it exists.
@@ -64,8 +68,10 @@ impl Channels {
     pub fn create(&mut self, name: &str, now_ms: u64, wall_us: u64) -> Key {
         debug_assert!(self.find(name).is_none(), "channel {name} exists");
         let first = wall_us.max(self.floor).max(1);
-        let key = self.slab.insert(Channel::new(name, first, now_ms));
-        self.by_name.insert(name.into(), key);
+        let ch = Channel::new(name, first, now_ms);
+        let name = ch.shared_name();
+        let key = self.slab.insert(ch);
+        self.by_name.insert(name, key);
         key
     }
 
@@ -90,7 +96,7 @@ impl Channels {
         let ch = self.slab.get_mut(key)?;
         let first = !ch.is_published();
         if first {
-            self.published += 1;
+            self.published.insert(ch.shared_name());
         }
         let (msg, evicted) = ch.publish(payload, now_ms, capacity);
         Some(Published {
@@ -105,7 +111,7 @@ impl Channels {
         let ch = self.slab.remove(key)?;
         self.by_name.remove(ch.name());
         if ch.is_published() {
-            self.published -= 1;
+            self.published.remove(ch.name());
         }
         self.floor = self.floor.max(ch.next_seq() + 1);
         Some(ch)
@@ -121,12 +127,13 @@ impl Channels {
         unused && self.remove(key).is_some()
     }
 
-    /// Channels whose names start with `prefix`, in name order: costs what it yields.
+    /// Published channels whose names start with `prefix`, in name order: costs what
+    /// it yields.
     pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Channel> + 'a {
-        self.by_name
+        self.published
             .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(move |(name, _)| name.starts_with(prefix))
-            .filter_map(|(_, k)| self.slab.get(*k))
+            .take_while(move |name| name.starts_with(prefix))
+            .filter_map(|name| self.by_name.get(name).and_then(|k| self.slab.get(*k)))
     }
 
     /// Every channel with its key.
@@ -179,8 +186,11 @@ mod tests {
     fn prefix_listing_is_ordered_and_bounded() {
         let mut chs = Channels::default();
         for n in ["b.2", "a", "b.1", "b", "c", "b.10"] {
-            chs.create(n, 0, 1);
+            let k = chs.create(n, 0, 1);
+            chs.publish(k, "x", 0, 1);
         }
+        // Not listed: nobody published to it.
+        chs.create("b.3", 0, 1);
         let names = |p: &str| {
             chs.with_prefix(p)
                 .map(|c| c.name().to_owned())

@@ -110,6 +110,14 @@ fn header_size(text: &str) -> Result<usize, String> {
     size_in(text, 1024, 1 << 20)
 }
 
+/// `--sndbuf`: 0 (the kernel's autotuning) or 4 KiB to 64 MiB.
+fn sndbuf_size(text: &str) -> Result<usize, String> {
+    match parse_size(text)? {
+        0 => Ok(0),
+        _ => size_in(text, 4096, 64 << 20),
+    }
+}
+
 /// `--max-pending-bytes`: 4 KiB to 1 GiB.
 fn pending_size(text: &str) -> Result<usize, String> {
     size_in(text, 4096, 1 << 30)
@@ -217,6 +225,13 @@ pub struct Config {
     /// closed; on other connections, pipelined requests wait below it.
     #[arg(long, default_value = "256k", value_parser = pending_size)]
     pub max_pending_bytes: usize,
+
+    /// Kernel send buffer of each client connection (SO_SNDBUF; the kernel doubles it
+    /// for its bookkeeping); 0 keeps the kernel's autotuning (up to
+    /// net.ipv4.tcp_wmem's maximum). A client that never reads holds at most this much
+    /// kernel memory until --idle-timeout closes it.
+    #[arg(long, default_value = "0", value_parser = sndbuf_size)]
+    pub sndbuf: usize,
 
     /// On SIGTERM/SIGINT: how long to let answered polls and ended streams flush before
     /// exiting anyway. A second signal exits at once.

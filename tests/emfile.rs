@@ -48,6 +48,7 @@ fn running_out_of_descriptors_pauses_accepting_until_some_free_up() {
     });
     let r = get(public, "/poll?channel=fd&seq=0");
     assert_eq!(r.status, 200);
-    assert!(gw.logged("accept resumed"));
+    // The log is read from the child's stderr on another thread.
+    wait_until("resumption logged", || gw.logged("accept resumed"));
     assert!(gw.child.try_wait().unwrap().is_none(), "gateway died");
 }

@@ -130,3 +130,67 @@ fn rss_per_idle_stream() {
         drop(conns);
     }
 }
+
+/// Polls answered at once that name 16 new 128-byte channels each, as fast as four
+/// pipelining connections go: every answer leaves a session holding its 16 channels.
+fn session_flood(public: SocketAddr, tag: &str, polls: usize) {
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let tag = format!("{tag}{t}");
+            std::thread::spawn(move || {
+                let mut c = Conn::open(public);
+                let window = 32;
+                for batch in (0..polls / 4).step_by(window) {
+                    let mut reqs = String::new();
+                    for i in batch..batch + window {
+                        let names: Vec<String> = (0..16)
+                            .map(|j| format!("{tag}x{i}x{j}x{}", "n".repeat(100)))
+                            .map(|n| n[..128.min(n.len())].to_string())
+                            .collect();
+                        reqs.push_str(&format!(
+                            "GET /poll?channel={}&seq=1 HTTP/1.1\r\n\r\n",
+                            names.join(",")
+                        ));
+                    }
+                    c.send(&reqs);
+                    for _ in 0..window {
+                        assert_eq!(c.response().status, 200);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+/// What a flood of long-poll sessions costs, at `--max-sessions` (100,000) with 16
+/// distinct 128-byte channels each (the most a session may hold), and whether the memory
+/// freed as old sessions are dropped is used again: a second flood of as many new
+/// sessions must leave RSS where the first left it.
+#[test]
+#[ignore = "a measurement; run with --ignored --nocapture"]
+fn rss_of_session_floods() {
+    let polls: usize = std::env::var("COMET_MEM_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150_000);
+    let gw = ChildGateway::spawn(None, &[]);
+    let (public, admin) = (gw.public, gw.admin);
+    let sessions = |admin| util::stats(admin)["sessions"].as_u64().unwrap();
+    let before = rss_kib(gw.pid());
+    session_flood(public, "a", polls);
+    let first = rss_kib(gw.pid());
+    let held = sessions(admin);
+    let channels = util::stats(admin)["channels"].as_u64().unwrap();
+    session_flood(public, "b", polls);
+    let second = rss_kib(gw.pid());
+    println!(
+        "session floods of {polls} polls x 16 channels: sessions held {held}, channels {channels}; \
+         RSS before {before} KiB, after the first {first} KiB, after the second {second} KiB \
+         ({:.0} bytes per session with its channels)",
+        (first.saturating_sub(before) * 1024) as f64 / held as f64
+    );
+    assert_eq!(sessions(admin), held, "sessions are capped");
+}

@@ -194,6 +194,10 @@ impl Server {
                         continue;
                     }
                     let _ = sock.set_nodelay(true);
+                    if self.config.sndbuf > 0 {
+                        let _ =
+                            socket2::SockRef::from(&sock).set_send_buffer_size(self.config.sndbuf);
+                    }
                     let key = self.conns.insert(Conn::new(sock, admin, self.now));
                     let Some(conn) = self.conns.get_mut(key) else {
                         continue;

@@ -8,6 +8,8 @@
 //! two polls), remembers when its subscriber tokens expire, and there are at most
 //! `--max-sessions` of them: past that, the one idle longest is forgotten.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::conn::{Phase, Sub};
@@ -36,8 +38,8 @@ pub enum ClientRef {
 pub struct SessionSub {
     /// The channel (holding it keeps it alive; a stale key means it was deleted).
     pub channel: Key,
-    /// Its name, to tell the client when it was deleted.
-    pub name: Box<str>,
+    /// Its name (shared with the channel), to tell the client when it was deleted.
+    pub name: Arc<str>,
     /// The next seq the client wants (`None`: from now on).
     pub next: Option<u64>,
 }
@@ -89,7 +91,7 @@ impl Server {
                 ch.holders += 1;
                 Some(SessionSub {
                     channel: s.channel,
-                    name: ch.name().into(),
+                    name: ch.shared_name(),
                     next: Some(s.next),
                 })
             })
@@ -224,11 +226,11 @@ impl Server {
                         // "From now on" means from this request, not from the next poll:
                         // pin it to the channel's head.
                         let keys = self.open_channels(names.iter().copied(), false)?;
-                        let heads: Vec<(Key, u64, Box<str>)> = keys
+                        let heads: Vec<(Key, u64, Arc<str>)> = keys
                             .iter()
                             .filter_map(|k| {
                                 let c = self.channels.get(*k)?;
-                                Some((*k, c.next_seq(), c.name().into()))
+                                Some((*k, c.next_seq(), c.shared_name()))
                             })
                             .collect();
                         let mut added = Vec::new();

@@ -3,8 +3,8 @@
 //! hands each to the router, and queues and flushes what handlers answer.
 //!
 //! Pipelined requests are handled one at a time, in order: while a long-poll is parked,
-//! later requests wait in the read buffer; while more than `--max-pending-bytes` of
-//! responses are unsent, no further request is handled. The read buffer is capped: once
+//! later requests wait in the read buffer; while more than `PIPELINE_WINDOW` of answers
+//! are unsent, no further request is handled. The read buffer is capped: once
 //! it is full, reading stops and TCP back-pressure slows the client down until requests
 //! are handled, so every pipelined request is answered and none is cut off. A connection
 //! that uses up its turn yields to the others until the next loop turn.
@@ -12,7 +12,7 @@
 use bytes::Bytes;
 
 use super::conn::{Phase, ReadOutcome};
-use super::{Server, REQUESTS_PER_TURN};
+use super::{Server, PUBLIC_REQUESTS_PER_TURN, REQUESTS_PER_TURN};
 use crate::handle::Key;
 use crate::http::request::{self, Head, Status};
 use crate::http::response::{self, Cors};
@@ -26,6 +26,9 @@ const ADMIN_READ_SLACK: usize = 64 * 1024;
 pub(super) const PUBLIC_MAX_BODY: usize = 4096;
 /// Spare room in a public connection's read buffer beyond one maximal request.
 const PUBLIC_READ_SLACK: usize = 4096;
+/// Unsent answers past which a connection's further requests wait until it reads: what
+/// a client that pipelines and never reads can make us hold (besides its read buffer).
+pub(super) const PIPELINE_WINDOW: usize = 16 * 1024;
 /// How long a connection closed after an error keeps reading (and dropping) what its
 /// client still sends, so the client reads our answer rather than a reset.
 pub(super) const LINGER_MS: u64 = 5_000;
@@ -105,7 +108,7 @@ impl Server {
     /// connection with its timer armed for the phase it ends in.
     pub(super) fn process_input(&mut self, key: Key) {
         let max_header = self.config.max_header_bytes;
-        let max_pending = self.config.max_pending_bytes;
+        let window = PIPELINE_WINDOW.min(self.config.max_pending_bytes);
         let mut handled = 0;
         loop {
             let Some(admin) = self.conns.get(key).map(|c| c.admin) else {
@@ -174,7 +177,7 @@ impl Server {
                 }
                 return self.await_rest_of_request(key);
             }
-            if conn.pending() > max_pending {
+            if conn.pending() > window {
                 // Resumed by `flush` once the client has read enough; meanwhile the
                 // stall clock watches the output.
                 if !matches!(conn.phase, Phase::Head { .. }) {
@@ -182,12 +185,16 @@ impl Server {
                 }
                 return self.arm(key);
             }
-            if handled == REQUESTS_PER_TURN {
+            let turn_over = !admin && self.turn_requests >= PUBLIC_REQUESTS_PER_TURN;
+            if handled == REQUESTS_PER_TURN || turn_over {
                 // Give the other connections their turn; continue after the next poll.
                 self.deferred_input.push(key);
                 return;
             }
             handled += 1;
+            if !admin {
+                self.turn_requests += 1;
+            }
             let body = Bytes::copy_from_slice(&conn.rbuf()[head.len..total]);
             conn.consume(total);
             conn.continue_sent = false;
@@ -325,7 +332,8 @@ impl Server {
             }
             _ => {}
         }
-        if before > max_pending && pending <= max_pending && !conn.rbuf().is_empty() {
+        let window = PIPELINE_WINDOW.min(max_pending);
+        if before > window && pending <= window && !conn.rbuf().is_empty() {
             self.pending_input.push(key);
         }
         // Output started waiting (the stall clock runs), or drained (a stream's

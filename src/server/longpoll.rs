@@ -6,6 +6,8 @@
 //! A parked poll costs its connection entry, one timer and one subscriber slot per
 //! channel; it holds no read or write buffer.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::clients::{ClientRef, SessionSub};
@@ -21,7 +23,7 @@ use crate::subscription::{self, ClientId};
 
 /// One channel of a poll, merged from the session and the request.
 struct Wanted {
-    name: Box<str>,
+    name: Arc<str>,
     /// The channel the session held (to tell a deleted one from a live one).
     held: Option<Key>,
     seq: Option<u64>,
@@ -134,7 +136,7 @@ impl Server {
                             let ch = self.channels.get(s.channel)?;
                             Some(SessionSub {
                                 channel: s.channel,
-                                name: ch.name().into(),
+                                name: ch.shared_name(),
                                 next: Some(s.next),
                             })
                         })

@@ -64,7 +64,11 @@ pub fn route_exists(admin: bool, path: &str) -> bool {
 }
 
 /// Most requests one connection has handled in a row before the others get a turn.
-const REQUESTS_PER_TURN: u32 = 64;
+const REQUESTS_PER_TURN: u32 = 16;
+/// Most public requests handled in one loop turn, so that however many clients pipeline
+/// requests at once, a turn stays short and the admin listener (served first in every
+/// turn) waits at most one short turn.
+const PUBLIC_REQUESTS_PER_TURN: u32 = 256;
 
 /// What a timer in the wheel is for.
 #[derive(Clone, Copy, Debug)]
@@ -155,6 +159,8 @@ pub struct Server {
     /// Connections that used up their turn with requests still waiting: handled after
     /// the next poll, which then does not sleep.
     deferred_input: Vec<Key>,
+    /// Public requests handled in this loop turn.
+    turn_requests: u32,
     /// Read buffer shared by all connections.
     scratch: Box<[u8]>,
     /// Reused list of subscribers during a fan-out.
@@ -209,6 +215,7 @@ impl Server {
             now: 0,
             pending_input: Vec::new(),
             deferred_input: Vec::new(),
+            turn_requests: 0,
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             fanout: Vec::new(),
             stats: Stats::default(),
@@ -270,26 +277,13 @@ impl Server {
                 Err(e) => return Err(e),
             }
             self.now = self.clock();
+            self.turn_requests = 0;
+            // The admin side first (publishers, health checks), then connections that
+            // had work left from the last turn, then the public side.
+            self.handle_events(&events, true);
             self.pending_input.append(&mut self.deferred_input);
             self.drain_pending_input();
-            for event in events.iter() {
-                match event.token() {
-                    PUBLIC => self.accept(false),
-                    ADMIN => self.accept(true),
-                    WAKER => {}
-                    shutdown::SIGNAL => self.signalled(),
-                    Token(index) => {
-                        if let Some(key) = self.conns.key_at(index) {
-                            self.conn_ready(
-                                key,
-                                event.is_readable() || event.is_read_closed(),
-                                event.is_writable(),
-                            );
-                        }
-                    }
-                }
-                self.drain_pending_input();
-            }
+            self.handle_events(&events, false);
             self.wheel.advance(self.now, &mut fired);
             for kind in fired.drain(..) {
                 self.timer_fired(kind);
@@ -298,6 +292,37 @@ impl Server {
         }
         log::info!("comet-gateway stopped");
         Ok(())
+    }
+
+    /// Handles the events of the admin side (its listener, its connections, signals) or
+    /// of the public side.
+    fn handle_events(&mut self, events: &Events, admin: bool) {
+        for event in events.iter() {
+            match event.token() {
+                PUBLIC if !admin => self.accept(false),
+                ADMIN if admin => self.accept(true),
+                WAKER | PUBLIC | ADMIN => {}
+                shutdown::SIGNAL => {
+                    if admin {
+                        self.signalled();
+                    }
+                }
+                Token(index) => {
+                    let Some(key) = self.conns.key_at(index) else {
+                        continue;
+                    };
+                    if self.conns.get(key).is_none_or(|c| c.admin != admin) {
+                        continue;
+                    }
+                    self.conn_ready(
+                        key,
+                        event.is_readable() || event.is_read_closed(),
+                        event.is_writable(),
+                    );
+                }
+            }
+            self.drain_pending_input();
+        }
     }
 
     fn clock(&self) -> u64 {
