@@ -93,8 +93,9 @@ pub struct Channel {
     /// can leave in O(1).
     pub subs: Slab<Key>,
     /// Long-poll sessions between two polls that hold this channel: they count as
-    /// subscribers, so the channel outlives the gap between polls.
-    pub holders: u32,
+    /// subscribers, so the channel outlives the gap between polls. Changed through
+    /// `Channels::hold`/`unhold`, which keep the registry's counts.
+    holders: u32,
     /// Last publish, or last moment it had subscribers (reactor ms), for `--channel-ttl`.
     pub last_active_ms: u64,
 }
@@ -132,6 +133,16 @@ impl Channel {
     /// never had one lives only while something subscribes to it.
     pub fn is_published(&self) -> bool {
         self.next_seq > self.first_seq
+    }
+
+    /// How many sessions between polls hold it.
+    pub fn holders(&self) -> u32 {
+        self.holders
+    }
+
+    /// Sets the holder count (the registry does, keeping its counts).
+    pub(crate) fn set_holders(&mut self, n: u32) {
+        self.holders = n;
     }
 
     /// True when no connection and no session subscribes to it.

@@ -29,6 +29,9 @@ pub struct Channels {
     /// The channels that have had a message, in name order. Channels only subscribers
     /// named come and go with them and are not listed.
     published: BTreeSet<Arc<str>>,
+    /// Channels nobody published to that sessions between polls hold (their memory is
+    /// bounded by this count, which the server caps).
+    held_unpublished: usize,
     /// One past the highest seq any channel of this process could have issued so far.
     floor: u64,
 }
@@ -57,6 +60,37 @@ impl Channels {
     /// Number of channels that have had a message (what `--max-channels` caps).
     pub fn published(&self) -> usize {
         self.published.len()
+    }
+
+    /// Number of channels nobody published to that only sessions between polls keep.
+    pub fn held_unpublished(&self) -> usize {
+        self.held_unpublished
+    }
+
+    /// A session between polls holds channel `key`.
+    pub fn hold(&mut self, key: Key) {
+        if let Some(ch) = self.slab.get_mut(key) {
+            ch.set_holders(ch.holders() + 1);
+            if ch.holders() == 1 && !ch.is_published() {
+                self.held_unpublished += 1;
+            }
+        }
+    }
+
+    /// A session lets go of channel `key` (which stays until `remove_if_unused`).
+    pub fn unhold(&mut self, key: Key, now_ms: u64) {
+        if let Some(ch) = self.slab.get_mut(key) {
+            debug_assert!(ch.holders() > 0, "unhold of {} with no holder", ch.name());
+            ch.set_holders(ch.holders().saturating_sub(1));
+            if ch.holders() == 0 {
+                if !ch.is_published() {
+                    self.held_unpublished -= 1;
+                }
+                if ch.is_unsubscribed() {
+                    ch.last_active_ms = now_ms;
+                }
+            }
+        }
     }
 
     /// The key of channel `name`, if it exists.
@@ -97,6 +131,9 @@ impl Channels {
         let first = !ch.is_published();
         if first {
             self.published.insert(ch.shared_name());
+            if ch.holders() > 0 {
+                self.held_unpublished -= 1;
+            }
         }
         let (msg, evicted) = ch.publish(payload, now_ms, capacity);
         Some(Published {
@@ -112,6 +149,8 @@ impl Channels {
         self.by_name.remove(ch.name());
         if ch.is_published() {
             self.published.remove(ch.name());
+        } else if ch.holders() > 0 {
+            self.held_unpublished -= 1;
         }
         self.floor = self.floor.max(ch.next_seq() + 1);
         Some(ch)
@@ -173,10 +212,29 @@ mod tests {
         assert_eq!(chs.published(), 1);
         // A published channel stays (its ttl decides); an unused unpublished one goes.
         assert!(!chs.remove_if_unused(a));
-        chs.get_mut(b).unwrap().holders = 1;
+        chs.hold(b);
+        chs.hold(b);
+        assert_eq!(chs.held_unpublished(), 1);
         assert!(!chs.remove_if_unused(b), "a session holds it");
-        chs.get_mut(b).unwrap().holders = 0;
+        chs.unhold(b, 0);
+        assert!(!chs.remove_if_unused(b), "another session holds it");
+        chs.unhold(b, 0);
+        assert_eq!(chs.held_unpublished(), 0);
         assert!(chs.remove_if_unused(b));
+        // Held, then published: it no longer counts as held-unpublished.
+        let c = chs.create("c", 0, 1);
+        chs.hold(c);
+        assert_eq!(chs.held_unpublished(), 1);
+        chs.publish(c, "x", 0, 1);
+        assert_eq!(chs.held_unpublished(), 0);
+        chs.unhold(c, 0);
+        assert_eq!(chs.held_unpublished(), 0);
+        // Held and deleted.
+        let d = chs.create("d", 0, 1);
+        chs.hold(d);
+        chs.remove(d);
+        assert_eq!(chs.held_unpublished(), 0);
+        chs.remove(c);
         assert_eq!((chs.len(), chs.published()), (1, 1));
         chs.remove(a);
         assert_eq!((chs.len(), chs.published()), (0, 0));

@@ -222,3 +222,161 @@ fn the_admin_listener_has_its_own_connection_cap() {
         get(s.admin, "/healthz").status == 200
     });
 }
+
+#[test]
+fn a_whole_request_waiting_behind_unread_answers_is_not_timed_out() {
+    let s = TestServer::start(|c| c.header_timeout = Duration::from_millis(300));
+    // A poll with a large answer (about 6 MB) the client does not read for a while,
+    // and a second request that arrives in two pieces behind it.
+    let payload = "y".repeat(60 * 1024);
+    for _ in 0..100 {
+        s.publish_seq("big", &payload);
+    }
+    let mut c = Conn::open(s.public);
+    c.send("GET /poll?channel=big&seq=0 HTTP/1.1\r\n\r\nGET /comet.js HTT");
+    std::thread::sleep(Duration::from_millis(100));
+    c.send("P/1.1\r\n\r\n");
+    // Not reading for longer than the header timeout: the second request is whole, so
+    // only the (60 s) stall clock applies to this connection.
+    std::thread::sleep(Duration::from_millis(900));
+    let r = c.response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.events().len(), 100);
+    let r = c.response();
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("Comet.prototype"));
+}
+
+#[test]
+fn every_pipelining_client_is_served_in_turn() {
+    // A short header timeout: a connection left waiting with a whole request must not
+    // be mistaken for a slow client.
+    let s = TestServer::start(|c| c.header_timeout = Duration::from_millis(200));
+    // Far more pipelined requests than one loop turn handles, from many clients at
+    // once: each client must be served, none starved behind the others.
+    let clients = 60;
+    let handles: Vec<_> = (0..clients)
+        .map(|i| {
+            let addr = s.public;
+            std::thread::spawn(move || {
+                let mut c = Conn::open(addr);
+                let burst = "GET /nope HTTP/1.1\r\n\r\n".repeat(2000);
+                let mut writer = c.sock.try_clone().unwrap();
+                let t = std::thread::spawn(move || writer.write_all(burst.as_bytes()));
+                for j in 0..2000 {
+                    assert_eq!(c.response().status, 404, "client {i}, answer {j}");
+                }
+                t.join().unwrap().unwrap();
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn sessions_hold_a_bounded_number_of_channels_nobody_published_to() {
+    let s = TestServer::start(|c| c.max_sessions = 10);
+    // Sessions of 4 fresh channels each: at most 10 such channels are kept in all, so
+    // at most 2 of these sessions (their 8 channels) survive.
+    for i in 0..20 {
+        let names: Vec<String> = (0..4).map(|j| format!("h{i}x{j}")).collect();
+        let r = get(
+            s.public,
+            &format!("/poll?channel={}&seq=1", names.join(",")),
+        );
+        assert_eq!(r.status, 200);
+    }
+    let st = stats(s.admin);
+    assert!(st["channels"].as_u64().unwrap() <= 10, "{st}");
+    assert_eq!(st["sessions"], 2, "{st}");
+    // Sessions on published channels are bounded by --max-sessions alone.
+    s.publish_seq("shared", "x");
+    for _ in 0..10 {
+        assert_eq!(get(s.public, "/poll?channel=shared&seq=0").status, 200);
+    }
+    assert_eq!(stats(s.admin)["sessions"], 10);
+}
+
+#[test]
+fn refused_connections_read_their_503() {
+    let s = TestServer::start(|c| c.max_conns = 2);
+    let held: Vec<Conn> = (0..2)
+        .map(|_| {
+            let mut c = Conn::open(s.public);
+            send_poll(&mut c, "channel=full");
+            c
+        })
+        .collect();
+    s.wait_subscribers("full", 2);
+    for i in 0..30 {
+        let mut c = Conn::open(s.public);
+        // The request may arrive before or after the gateway refuses the connection.
+        if i % 2 == 1 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        c.send("GET /comet.js HTTP/1.1\r\n\r\n");
+        let r = c.response();
+        assert_eq!(r.status, 503, "attempt {i}");
+        assert!(c.ends_cleanly(), "attempt {i}: a reset after the 503");
+    }
+    drop(held);
+}
+
+#[test]
+fn a_parked_poll_whose_client_leaves_behind_a_full_buffer_is_freed() {
+    let s = TestServer::start(|_| {});
+    let mut c = Conn::open(s.public);
+    send_poll(&mut c, "channel=gone");
+    s.wait_subscribers("gone", 1);
+    // More pipelined bytes than the input buffer takes, then the client hangs up.
+    let junk = "GET /comet.js HTTP/1.1\r\n\r\n".repeat(1000);
+    write_what_fits(&mut c.sock, junk.as_bytes());
+    drop(c);
+    wait_until("the parked poll is freed", || {
+        stats(s.admin)["connections"]["parked_polls"] == 0
+    });
+    // Its session waits for the next poll, as for any client that went away.
+    assert_eq!(s.channel("gone").unwrap()["subscribers"], 0);
+}
+
+/// At the descriptor limit, subscribers coming and going one at a time: one pause
+/// episode, logged once, not once per freed descriptor.
+#[test]
+fn accepting_at_the_limit_logs_one_episode() {
+    let gw = ChildGateway::spawn(Some(64), &[]);
+    let (public, admin) = (gw.public, gw.admin);
+    let parked = || {
+        stats(admin)["connections"]["parked_polls"]
+            .as_u64()
+            .unwrap()
+    };
+    let mut held = std::collections::VecDeque::new();
+    // Fill up, one at a time, until one has to wait in the backlog.
+    while !gw.logged("accept paused") {
+        assert!(held.len() < 64, "never paused");
+        let mut c = Conn::open(public);
+        send_poll(&mut c, "channel=churn");
+        held.push_back(c);
+        let n = held.len() as u64;
+        wait_until("parked or paused", || {
+            parked() == n || gw.logged("accept paused")
+        });
+    }
+    for _ in 0..30 {
+        // One leaves, the one waiting gets in; another comes and waits.
+        held.pop_front();
+        let n = held.len() as u64;
+        wait_until("the waiting one got in", || parked() == n);
+        let mut c = Conn::open(public);
+        send_poll(&mut c, "channel=churn");
+        held.push_back(c);
+    }
+    held.clear();
+    wait_until("accepting resumed", || gw.logged("accept resumed"));
+    let lines = gw.log_lines();
+    let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("accept paused"), 1, "{lines:#?}");
+    assert_eq!(count("accept resumed"), 1, "{lines:#?}");
+}

@@ -51,8 +51,42 @@ fn an_oversized_body_gets_a_413_the_client_reads() {
         let r = c.response();
         assert_eq!(r.status, 413, "attempt {i}");
         assert_eq!(r.header("Connection"), Some("close"));
-        assert!(c.closed_by_server(), "attempt {i}: closed after the answer");
+        assert!(
+            c.ends_cleanly(),
+            "attempt {i}: closed after the answer, not reset"
+        );
         t.join().unwrap();
     }
     assert!(s.channel("huge").is_none());
+}
+
+#[test]
+fn requests_sent_before_a_half_close_are_all_answered() {
+    let s = TestServer::start(|_| {});
+    for i in 0..20 {
+        let mut c = Conn::open(s.admin);
+        // Three publishes and the FIN in one go.
+        let one = "POST /pub?channel=hc HTTP/1.1\r\nContent-Length: 1\r\n\r\nx";
+        c.send(&one.repeat(3));
+        c.sock.shutdown(std::net::Shutdown::Write).unwrap();
+        for j in 0..3 {
+            assert_eq!(c.response().status, 200, "trial {i}, publish {j}");
+        }
+        assert!(c.closed_by_server());
+    }
+    assert_eq!(s.channel("hc").unwrap()["buffered"], 60);
+}
+
+#[test]
+fn pipelined_requests_after_connection_close_do_not_reset_its_answer() {
+    let s = TestServer::start(|_| {});
+    for i in 0..20 {
+        let mut c = Conn::open(s.admin);
+        c.send("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+        // More requests behind it, arriving while the answer is on its way.
+        c.send(&"GET /healthz HTTP/1.1\r\n\r\n".repeat(50));
+        let r = c.response();
+        assert_eq!((r.status, r.text().as_str()), (200, "ok\n"), "trial {i}");
+        assert!(c.ends_cleanly(), "trial {i}: a reset after the answer");
+    }
 }

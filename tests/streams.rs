@@ -215,3 +215,22 @@ fn a_stream_client_that_vanishes_is_cleaned_up() {
     let seq = s.publish_seq("vanish", "left");
     assert_eq!(seqs(&clients[1].data(1)), [seq]);
 }
+
+#[test]
+fn a_resume_with_a_large_backlog_is_not_dropped_as_slow() {
+    // 100 buffered messages of 60 KiB: far past --max-pending-bytes (256 KiB), but a
+    // replay shared with the channel's buffer, which a client must be able to read.
+    let s = TestServer::start(|_| {});
+    let payload = "z".repeat(60 * 1024);
+    let first = s.publish_seq("backlog", &payload);
+    for _ in 1..100 {
+        s.publish_seq("backlog", &payload);
+    }
+    for t in TRANSPORTS {
+        let mut c = StreamClient::open(s.public, t, "channel=backlog&seq=0", "");
+        assert_eq!(c.next_event().unwrap()["type"], "hello");
+        let got = c.data(100);
+        assert_eq!(got[0]["seq"], first, "{t:?}");
+        assert_eq!(got[99]["seq"], first + 99, "{t:?}");
+    }
+}

@@ -9,7 +9,7 @@
 //! is retried when a connection closes (admin first) or after a short pause. Each such
 //! episode is logged once when it starts and once when the backlog is drained again.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
 use mio::net::TcpListener;
@@ -27,6 +27,10 @@ const ACCEPT_RETRY_MS: u64 = 100;
 /// Descriptors public accepts leave free for the admin listener (at most
 /// `--max-admin-conns`, and at most an eighth of the descriptor limit).
 pub const ADMIN_FD_RESERVE: u64 = 64;
+/// A pause of accepting ends (and is logged as ended) once the backlog is drained with at
+/// least this many descriptors to spare, so a server that hovers at its limit logs one
+/// episode, not one per freed descriptor.
+const RESUME_ROOM: u64 = 64;
 
 /// The listeners and the state of accepting on each.
 pub(super) struct Listeners {
@@ -142,8 +146,9 @@ impl Listeners {
         }
     }
 
-    fn drained(&mut self, admin: bool) {
-        if self.paused[admin as usize] {
+    /// The backlog is drained; with room to spare, the episode is over.
+    fn drained(&mut self, admin: bool, room: u64) {
+        if self.paused[admin as usize] && room >= RESUME_ROOM.min(self.fd_limit / 8) {
             self.paused[admin as usize] = false;
             let which = if admin { "admin" } else { "public" };
             log::info!("accept resumed on the {which} listener");
@@ -151,12 +156,32 @@ impl Listeners {
     }
 }
 
+/// Refuses a connection over its listener's cap: 503, then the close. What the client
+/// sent is read and dropped first and again after our side is shut, so the close does
+/// not turn into a reset that would hide the 503 (best effort: no state is kept).
+fn refuse(mut sock: mio::net::TcpStream, scratch: &mut [u8]) {
+    let drain = |sock: &mut mio::net::TcpStream, scratch: &mut [u8]| {
+        for _ in 0..16 {
+            match sock.read(scratch) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
+        }
+    };
+    drain(&mut sock, scratch);
+    // A fresh socket's buffer takes this whole.
+    let _ = sock.write(&response::overloaded());
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    drain(&mut sock, scratch);
+}
+
 impl Server {
-    /// True when a public accept would eat into the admin listener's reserve.
-    fn public_fds_exhausted(&self) -> bool {
+    /// Descriptors left before public accepts would eat into the admin listener's
+    /// reserve.
+    fn public_fd_room(&self) -> u64 {
         let l = &self.listeners;
         let open = l.fd_base + self.kinds.public + self.kinds.admin;
-        open + l.reserve(&self.config) >= l.fd_limit
+        l.fd_limit.saturating_sub(open + l.reserve(&self.config))
     }
 
     /// Accepts every waiting connection of one listener, within its caps.
@@ -165,7 +190,7 @@ impl Server {
             return;
         }
         loop {
-            if !admin && self.public_fds_exhausted() {
+            if !admin && self.public_fd_room() == 0 {
                 let why = "descriptor limit reached (the rest is kept for the admin listener)";
                 self.listeners.pause(false, &why);
                 return;
@@ -176,7 +201,7 @@ impl Server {
                 &self.listeners.public
             };
             match listener.accept() {
-                Ok((mut sock, _peer)) => {
+                Ok((sock, _peer)) => {
                     self.stats.accepted += 1;
                     let (open, max) = if admin {
                         (self.kinds.admin, self.config.max_admin_conns)
@@ -189,8 +214,7 @@ impl Server {
                         } else {
                             self.stats.refused += 1;
                         }
-                        // Best effort: a fresh socket's buffer takes this whole.
-                        let _ = sock.write(&response::overloaded());
+                        refuse(sock, &mut self.scratch);
                         continue;
                     }
                     let _ = sock.set_nodelay(true);
@@ -216,7 +240,12 @@ impl Server {
                 }
                 // The backlog is empty.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.listeners.drained(admin);
+                    let room = if admin {
+                        u64::MAX
+                    } else {
+                        self.public_fd_room()
+                    };
+                    self.listeners.drained(admin, room);
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -146,7 +146,7 @@ impl Server {
             ch.next_seq(),
             ch.buffered(),
             ch.subs.len(),
-            ch.holders
+            ch.holders()
         ));
         let h = response::head(
             200,

@@ -87,8 +87,7 @@ impl Server {
         let channels: Vec<SessionSub> = subs
             .iter()
             .filter_map(|s| {
-                let ch = self.channels.get_mut(s.channel)?;
-                ch.holders += 1;
+                let ch = self.channels.get(s.channel)?;
                 Some(SessionSub {
                     channel: s.channel,
                     name: ch.shared_name(),
@@ -98,6 +97,9 @@ impl Server {
             .collect();
         if channels.is_empty() {
             return;
+        }
+        for c in &channels {
+            self.channels.hold(c.channel);
         }
         let key = self.sessions.insert(Session {
             id,
@@ -112,9 +114,7 @@ impl Server {
         }
         self.clients.insert(id, ClientRef::Session(key));
         self.session_order.push_back(key);
-        while self.sessions.len() as u64 > self.config.max_sessions {
-            self.evict_oldest_session();
-        }
+        self.enforce_session_caps();
         // Stale keys (sessions resumed or expired) are dropped in bulk, now and then.
         if self.session_order.len() > 2 * self.sessions.len() + 1024 {
             let sessions = &self.sessions;
@@ -122,15 +122,29 @@ impl Server {
         }
     }
 
-    /// Forgets the session idle longest (`--max-sessions`); its client starts a new one.
-    fn evict_oldest_session(&mut self) {
+    /// At most `--max-sessions` sessions, and at most as many channels nobody published
+    /// to kept only by sessions (what a flood of sessions naming new channels costs):
+    /// past either, the sessions idle longest go.
+    fn enforce_session_caps(&mut self) {
+        let max = self.config.max_sessions;
+        while self.sessions.len() as u64 > max || self.channels.held_unpublished() as u64 > max {
+            if !self.evict_oldest_session() {
+                break;
+            }
+        }
+    }
+
+    /// Forgets the session idle longest; its client starts a new one (keeping its
+    /// cursor). False if there is none.
+    fn evict_oldest_session(&mut self) -> bool {
         while let Some(k) = self.session_order.pop_front() {
             if self.sessions.get(k).is_some() {
                 self.stats.sessions_evicted += 1;
                 self.forget_session(k);
-                return;
+                return true;
             }
         }
+        false
     }
 
     /// Takes a session between polls out of the store (the poll that resumes it holds it
@@ -147,12 +161,7 @@ impl Server {
     /// Lets go of the channels a taken session held.
     pub(super) fn release_session(&mut self, s: Session) {
         for sub in &s.channels {
-            if let Some(ch) = self.channels.get_mut(sub.channel) {
-                ch.holders -= 1;
-                if ch.is_unsubscribed() {
-                    ch.last_active_ms = self.now;
-                }
-            }
+            self.channels.unhold(sub.channel, self.now);
         }
         self.release_unused(s.channels.iter().map(|c| c.channel));
     }
@@ -238,7 +247,17 @@ impl Server {
                             s.auth_expires = s.auth_expires.min(expires);
                             for (w, (k, head, name)) in wanted.iter().zip(heads) {
                                 match s.channels.iter_mut().find(|c| *c.name == *w.channel) {
-                                    Some(c) => c.next = w.seq.or(c.next),
+                                    // Held and alive: a new cursor, if given.
+                                    Some(c) if c.channel == k => c.next = w.seq.or(c.next),
+                                    // Held, but deleted since: subscribe to the new life.
+                                    Some(c) => {
+                                        *c = SessionSub {
+                                            channel: k,
+                                            name,
+                                            next: Some(w.seq.unwrap_or(head)),
+                                        };
+                                        added.push(k);
+                                    }
                                     None => {
                                         s.channels.push(SessionSub {
                                             channel: k,
@@ -251,11 +270,10 @@ impl Server {
                             }
                         }
                         for k in added {
-                            if let Some(ch) = self.channels.get_mut(k) {
-                                ch.holders += 1;
-                            }
+                            self.channels.hold(k);
                         }
                         self.release_unused(keys);
+                        self.enforce_session_caps();
                     }
                     ClientRef::Conn(ck) => {
                         let keys = self.open_channels(names.iter().copied(), false)?;
@@ -294,9 +312,7 @@ impl Server {
                             });
                         }
                         for k in &gone {
-                            if let Some(ch) = self.channels.get_mut(*k) {
-                                ch.holders -= 1;
-                            }
+                            self.channels.unhold(*k, self.now);
                         }
                         self.release_unused(gone);
                     }

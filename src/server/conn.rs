@@ -185,6 +185,9 @@ struct Io {
     /// When the output last moved or started waiting (reactor ms); `NOT_FLUSHED` from
     /// the moment it became non-empty until the flush that follows.
     out_since: u64,
+    /// Queued bytes that do not count against the slow-consumer limit: a stream's
+    /// catch-up (shared with the channel's buffer, not copied), until the queue drains.
+    grace: usize,
 }
 
 const NOT_FLUSHED: u64 = u64::MAX;
@@ -197,6 +200,7 @@ impl Default for Io {
             wq: VecDeque::new(),
             pending: 0,
             out_since: NOT_FLUSHED,
+            grace: 0,
         }
     }
 }
@@ -222,6 +226,8 @@ pub struct Conn {
     pub read_paused: bool,
     /// The request being answered is a `HEAD`: its answer goes without a body.
     pub head_request: bool,
+    /// Queued for the next loop turn, having used up its share of this one.
+    pub deferred: bool,
 }
 
 /// What a read pass found.
@@ -261,6 +267,7 @@ impl Conn {
             peer_closed: false,
             read_paused: false,
             head_request: false,
+            deferred: false,
         }
     }
 
@@ -300,6 +307,22 @@ impl Conn {
     /// True when nothing waits to be written.
     pub fn wq_is_empty(&self) -> bool {
         self.io.as_ref().is_none_or(|io| io.wq.is_empty())
+    }
+
+    /// Unsent bytes beyond the catch-up allowance (what the slow-consumer limit is
+    /// checked against).
+    pub fn pending_beyond_grace(&self) -> usize {
+        self.io
+            .as_ref()
+            .map_or(0, |io| io.pending.saturating_sub(io.grace))
+    }
+
+    /// Lets the last `n` queued bytes (a catch-up) not count against the slow-consumer
+    /// limit until the queue drains.
+    pub fn add_grace(&mut self, n: usize) {
+        if let Some(io) = &mut self.io {
+            io.grace += n;
+        }
     }
 
     /// Since when unsent output has not moved (reactor ms), if any is waiting.
@@ -393,6 +416,9 @@ impl Conn {
         }
         if written > 0 || fresh {
             buf.out_since = now;
+        }
+        if buf.pending == 0 {
+            buf.grace = 0;
         }
         debug_assert!(
             !buf.wq.is_empty() || buf.pending == 0,

@@ -65,9 +65,19 @@ impl Server {
         };
         loop {
             let outcome = conn.read_all(&mut self.scratch, limit);
-            // Streams and lingering connections read only to drop what arrives.
-            let discard = matches!(conn.phase, Phase::Streaming(_) | Phase::Lingering { .. });
+            // Streams, and connections whose last answer is out or on its way, read
+            // only to drop what arrives (so a client still sending gets to read).
+            let discard = matches!(
+                conn.phase,
+                Phase::Streaming(_) | Phase::Closing { .. } | Phase::Lingering { .. }
+            );
             if discard {
+                if !conn.rbuf().is_empty() {
+                    if let Phase::Closing { linger } = &mut conn.phase {
+                        // The client is still sending: let it read our answer.
+                        *linger = true;
+                    }
+                }
                 conn.clear_input();
             }
             match outcome {
@@ -177,19 +187,18 @@ impl Server {
                 }
                 return self.await_rest_of_request(key);
             }
+            // A whole request is here: no header clock any more, whatever it waits for.
+            conn.phase = Phase::Ready;
             if conn.pending() > window {
                 // Resumed by `flush` once the client has read enough; meanwhile the
                 // stall clock watches the output.
-                if !matches!(conn.phase, Phase::Head { .. }) {
-                    conn.phase = Phase::Ready;
-                }
                 return self.arm(key);
             }
             let turn_over = !admin && self.turn_requests >= PUBLIC_REQUESTS_PER_TURN;
             if handled == REQUESTS_PER_TURN || turn_over {
                 // Give the other connections their turn; continue after the next poll.
-                self.deferred_input.push(key);
-                return;
+                self.arm(key);
+                return self.defer(key);
             }
             handled += 1;
             if !admin {
@@ -297,8 +306,14 @@ impl Server {
             }
             conn.queue(p);
         }
+        // A client that has half-closed still gets an answer to every request it sent:
+        // `process_input` closes once none is left.
         conn.phase = match next {
-            Phase::Ready if conn.peer_closed => Phase::Closing { linger: false },
+            // Pipelined requests after a `Connection: close` one are not answered; read
+            // them out before closing, so the client sees the answer, not a reset.
+            Phase::Closing { linger: false } if !conn.rbuf().is_empty() => {
+                Phase::Closing { linger: true }
+            }
             other => other,
         };
         self.flush(key);
@@ -324,7 +339,9 @@ impl Server {
         }
         match conn.phase {
             Phase::Closing { linger } if pending == 0 => return self.finish_closing(key, linger),
-            Phase::Streaming(_) if pending > max_pending => return self.drop_slow_consumer(key),
+            Phase::Streaming(_) if conn.pending_beyond_grace() > max_pending => {
+                return self.drop_slow_consumer(key)
+            }
             Phase::Idle { .. } if pending == 0 && before > 0 => {
                 // The idle clock starts once the last answer is out.
                 conn.phase = Phase::Idle { since: self.now };

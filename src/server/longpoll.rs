@@ -79,12 +79,13 @@ impl Server {
     pub(super) fn handle_poll(&mut self, key: Key, head: &Head, q: &Query, cors: Cors) {
         let result = if head.method == Method::Head {
             self.check_subscribe_params(q, true).map(|_| {
-                let h = response::head_without_length(
-                    ctype::JSON,
-                    head.keep_alive,
-                    self.cors.lines(cors),
-                    "",
-                );
+                let t = if q.get("cb").is_some() {
+                    ctype::JS
+                } else {
+                    ctype::JSON
+                };
+                let h =
+                    response::head_without_length(t, head.keep_alive, self.cors.lines(cors), "");
                 self.respond(key, [h], head.keep_alive);
             })
         } else {

@@ -156,9 +156,10 @@ pub struct Server {
     now: u64,
     /// Connections with buffered requests to handle once the current event is done.
     pending_input: Vec<Key>,
-    /// Connections that used up their turn with requests still waiting: handled after
-    /// the next poll, which then does not sleep.
-    deferred_input: Vec<Key>,
+    /// Connections that used up their turn with requests still waiting, in the order
+    /// they yielded (each at most once): served first-in first-out after the next poll,
+    /// which then does not sleep.
+    deferred_input: VecDeque<Key>,
     /// Public requests handled in this loop turn.
     turn_requests: u32,
     /// Read buffer shared by all connections.
@@ -214,7 +215,7 @@ impl Server {
             start: Instant::now(),
             now: 0,
             pending_input: Vec::new(),
-            deferred_input: Vec::new(),
+            deferred_input: VecDeque::new(),
             turn_requests: 0,
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             fanout: Vec::new(),
@@ -281,8 +282,7 @@ impl Server {
             // The admin side first (publishers, health checks), then connections that
             // had work left from the last turn, then the public side.
             self.handle_events(&events, true);
-            self.pending_input.append(&mut self.deferred_input);
-            self.drain_pending_input();
+            self.serve_deferred();
             self.handle_events(&events, false);
             self.wheel.advance(self.now, &mut fired);
             for kind in fired.drain(..) {
@@ -314,11 +314,7 @@ impl Server {
                     if self.conns.get(key).is_none_or(|c| c.admin != admin) {
                         continue;
                     }
-                    self.conn_ready(
-                        key,
-                        event.is_readable() || event.is_read_closed(),
-                        event.is_writable(),
-                    );
+                    self.conn_ready(key, event);
                 }
             }
             self.drain_pending_input();
@@ -346,11 +342,20 @@ impl Server {
         self.stats
     }
 
-    fn conn_ready(&mut self, key: Key, readable: bool, writable: bool) {
-        if writable {
+    fn conn_ready(&mut self, key: Key, event: &mio::event::Event) {
+        // A subscriber whose client hung up is gone at once, even with unread requests
+        // in the way of the end-of-file (its input buffer may be full).
+        let hung_up = event.is_read_closed()
+            && self.conns.get(key).is_some_and(|c| {
+                matches!(c.phase, conn::Phase::Parked(_) | conn::Phase::Streaming(_))
+            });
+        if hung_up {
+            return self.close(key);
+        }
+        if event.is_writable() {
             self.flush(key);
         }
-        if readable {
+        if event.is_readable() || event.is_read_closed() {
             self.read(key);
         }
     }
@@ -403,6 +408,38 @@ impl Server {
         let _ = self.poll.registry().deregister(&mut conn.sock);
         drop(conn);
         self.resume_accepting();
+    }
+
+    /// Serves the connections that yielded last turn, oldest first, while this turn's
+    /// budget of public requests lasts; the rest keep their place in the queue.
+    fn serve_deferred(&mut self) {
+        let mut batch = std::mem::take(&mut self.deferred_input);
+        while let Some(key) = batch.pop_front() {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if !conn.admin && self.turn_requests >= PUBLIC_REQUESTS_PER_TURN {
+                batch.push_front(key);
+                break;
+            }
+            conn.deferred = false;
+            self.process_input(key);
+            self.drain_pending_input();
+        }
+        // Those not served stay ahead of those that yielded this turn.
+        batch.append(&mut self.deferred_input);
+        self.deferred_input = batch;
+    }
+
+    /// Puts a connection that still has requests at the back of the queue for the next
+    /// turn (once).
+    fn defer(&mut self, key: Key) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.deferred {
+                conn.deferred = true;
+                self.deferred_input.push_back(key);
+            }
+        }
     }
 
     fn drain_pending_input(&mut self) {

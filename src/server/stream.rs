@@ -234,7 +234,9 @@ impl Server {
     }
 
     /// Queues on a stream what `start` has due on channel `ck`: the notice, then every
-    /// buffered message from `start.seq`.
+    /// buffered message from `start.seq`. The replay does not count against
+    /// `--max-pending-bytes` (it shares the channel's buffer; a client resuming with a
+    /// large backlog must not be dropped before it could read it).
     pub(super) fn stream_catch_up(&mut self, key: Key, ck: Key, start: Start) {
         let Some(ch) = self.channels.get(ck) else {
             return;
@@ -242,6 +244,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        let before = conn.pending();
         if let Some(n) = start.notice {
             let Phase::Streaming(st) = &mut conn.phase else {
                 return;
@@ -255,6 +258,8 @@ impl Server {
                 self.stats.delivered += 1;
             }
         }
+        let replay = conn.pending() - before;
+        conn.add_grace(replay);
     }
 
     /// A stream fell more than `--max-pending-bytes` behind: it is sent `error` where
@@ -266,7 +271,10 @@ impl Server {
         self.stats.slow_consumers += 1;
         if let Phase::Streaming(st) = &conn.phase {
             let e = event::error_event("too slow: output buffer full");
-            let f = transport::frame(st.format, &e, "", &st.cb, st.chunked);
+            // The `id:` of an EventSource frame must stay the cursor, or the browser
+            // would resume from nowhere.
+            let cursor = cursor_of(&self.channels, st.subs.as_slice());
+            let f = transport::frame(st.format, &e, &cursor, &st.cb, st.chunked);
             conn.queue(f);
             // Where the socket still takes it, the client learns why.
             let _ = conn.flush(self.now);

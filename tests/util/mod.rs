@@ -237,6 +237,20 @@ impl Conn {
         }
     }
 
+    /// Reads to the end: true for a clean close (FIN), false for a reset. Bytes before
+    /// the end are kept in `buf`.
+    pub fn ends_cleanly(&mut self) -> bool {
+        let mut tmp = [0u8; 16384];
+        loop {
+            match self.sock.read(&mut tmp) {
+                Ok(0) => return true,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return false,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
     /// True when nothing more is waiting to be read right now.
     pub fn nothing_pending(&mut self) -> bool {
         if !self.buf.is_empty() {
