@@ -131,9 +131,10 @@ fn rss_per_idle_stream() {
     }
 }
 
-/// Polls answered at once that name 16 new 128-byte channels each, as fast as four
-/// pipelining connections go: every answer leaves a session holding its 16 channels.
-fn session_flood(public: SocketAddr, tag: &str, polls: usize) {
+/// Polls answered at once that name 16 128-byte channels each (new ones, or with
+/// `shared`, the same 16 published ones), as fast as four pipelining connections go:
+/// every answer leaves a session holding its 16 channels.
+fn session_flood(public: SocketAddr, tag: &str, polls: usize, shared: bool) {
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let tag = format!("{tag}{t}");
@@ -144,7 +145,10 @@ fn session_flood(public: SocketAddr, tag: &str, polls: usize) {
                     let mut reqs = String::new();
                     for i in batch..batch + window {
                         let names: Vec<String> = (0..16)
-                            .map(|j| format!("{tag}x{i}x{j}x{}", "n".repeat(100)))
+                            .map(|j| match shared {
+                                true => format!("shared{j}x{}", "n".repeat(100)),
+                                false => format!("{tag}x{i}x{j}x{}", "n".repeat(100)),
+                            })
                             .map(|n| n[..128.min(n.len())].to_string())
                             .collect();
                         reqs.push_str(&format!(
@@ -180,17 +184,34 @@ fn rss_of_session_floods() {
     let (public, admin) = (gw.public, gw.admin);
     let sessions = |admin| util::stats(admin)["sessions"].as_u64().unwrap();
     let before = rss_kib(gw.pid());
-    session_flood(public, "a", polls);
+    session_flood(public, "a", polls, false);
     let first = rss_kib(gw.pid());
     let held = sessions(admin);
     let channels = util::stats(admin)["channels"].as_u64().unwrap();
-    session_flood(public, "b", polls);
+    session_flood(public, "b", polls, false);
     let second = rss_kib(gw.pid());
     println!(
-        "session floods of {polls} polls x 16 channels: sessions held {held}, channels {channels}; \
+        "session floods of {polls} polls x 16 new channels: sessions held {held}, channels {channels}; \
          RSS before {before} KiB, after the first {first} KiB, after the second {second} KiB \
          ({:.0} bytes per session with its channels)",
         (first.saturating_sub(before) * 1024) as f64 / held as f64
     );
     assert_eq!(sessions(admin), held, "sessions are capped");
+    // Sessions on 16 published channels each: the channels cost nothing more, so up to
+    // --max-sessions of them are kept.
+    for j in 0..16 {
+        let name = format!("shared{j}x{}", "n".repeat(100));
+        let name = &name[..128.min(name.len())];
+        let r = util::request(
+            admin,
+            &format!("POST /pub?channel={name} HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"),
+        );
+        assert_eq!(r.status, 200);
+    }
+    session_flood(public, "c", polls, true);
+    let third = rss_kib(gw.pid());
+    println!(
+        "then {polls} polls x the same 16 published channels: sessions held {}; RSS {third} KiB",
+        sessions(admin)
+    );
 }

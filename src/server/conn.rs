@@ -362,7 +362,15 @@ impl Conn {
             }
             match self.sock.read(&mut scratch[..room]) {
                 Ok(0) => return ReadOutcome::Eof,
-                Ok(n) => self.io_mut().rbuf.extend_from_slice(&scratch[..n]),
+                Ok(n) => {
+                    // Grow by doubling, but never past the limit.
+                    let rbuf = &mut self.io_mut().rbuf;
+                    if rbuf.capacity() < rbuf.len() + n {
+                        let want = (rbuf.len() + n).max(rbuf.capacity() * 2).min(limit);
+                        rbuf.reserve_exact(want - rbuf.len());
+                    }
+                    rbuf.extend_from_slice(&scratch[..n]);
+                }
                 // Drained: the next readable event will say when there is more.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
                 // A signal interrupted the call; nothing was read, try again.

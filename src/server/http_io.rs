@@ -3,8 +3,9 @@
 //! hands each to the router, and queues and flushes what handlers answer.
 //!
 //! Pipelined requests are handled one at a time, in order: while a long-poll is parked,
-//! later requests wait in the read buffer; while more than `PIPELINE_WINDOW` of answers
-//! are unsent, no further request is handled. The read buffer is capped: once
+//! later requests wait in the read buffer; while more than a small window of answers is
+//! unsent (4 KiB on the public listener, 64 KiB on the admin one), no further request is
+//! handled. The read buffer is capped: once
 //! it is full, reading stops and TCP back-pressure slows the client down until requests
 //! are handled, so every pipelined request is answered and none is cut off. A connection
 //! that uses up its turn yields to the others until the next loop turn.
@@ -26,9 +27,12 @@ const ADMIN_READ_SLACK: usize = 64 * 1024;
 pub(super) const PUBLIC_MAX_BODY: usize = 4096;
 /// Spare room in a public connection's read buffer beyond one maximal request.
 const PUBLIC_READ_SLACK: usize = 4096;
-/// Unsent answers past which a connection's further requests wait until it reads: what
-/// a client that pipelines and never reads can make us hold (besides its read buffer).
-pub(super) const PIPELINE_WINDOW: usize = 16 * 1024;
+/// Unsent answers past which a public connection's further requests wait until it
+/// reads: what a client that pipelines and never reads can make us hold (besides its
+/// read buffer).
+const PUBLIC_PIPELINE_WINDOW: usize = 4 * 1024;
+/// The same for the admin listener, whose publishers may pipeline deeper.
+const ADMIN_PIPELINE_WINDOW: usize = 64 * 1024;
 /// How long a connection closed after an error keeps reading (and dropping) what its
 /// client still sends, so the client reads our answer rather than a reset.
 pub(super) const LINGER_MS: u64 = 5_000;
@@ -41,6 +45,16 @@ impl Server {
         } else {
             PUBLIC_MAX_BODY
         }
+    }
+
+    /// Unsent answers past which further pipelined requests wait.
+    fn pipeline_window(&self, admin: bool) -> usize {
+        let w = if admin {
+            ADMIN_PIPELINE_WINDOW
+        } else {
+            PUBLIC_PIPELINE_WINDOW
+        };
+        w.min(self.config.max_pending_bytes)
     }
 
     /// Most unhandled bytes a connection may have buffered.
@@ -118,13 +132,13 @@ impl Server {
     /// connection with its timer armed for the phase it ends in.
     pub(super) fn process_input(&mut self, key: Key) {
         let max_header = self.config.max_header_bytes;
-        let window = PIPELINE_WINDOW.min(self.config.max_pending_bytes);
         let mut handled = 0;
         loop {
             let Some(admin) = self.conns.get(key).map(|c| c.admin) else {
                 return;
             };
             let body_limit = self.body_limit(admin);
+            let window = self.pipeline_window(admin);
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
@@ -324,6 +338,10 @@ impl Server {
     /// `--max-pending-bytes` behind; resumes request handling once back-pressure clears.
     pub(super) fn flush(&mut self, key: Key) {
         let max_pending = self.config.max_pending_bytes;
+        let Some(admin) = self.conns.get(key).map(|c| c.admin) else {
+            return;
+        };
+        let window = self.pipeline_window(admin);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -349,7 +367,6 @@ impl Server {
             }
             _ => {}
         }
-        let window = PIPELINE_WINDOW.min(max_pending);
         if before > window && pending <= window && !conn.rbuf().is_empty() {
             self.pending_input.push(key);
         }
