@@ -39,7 +39,7 @@ mkdir -p "$OUT"
 rm -f "$OUT"/{rss.csv,legit.json,flood.json,killed,gateway.log,legit.txt,legit.log,flood.log}
 
 cargo build --release -q -p comet-gateway -p comet-loadtest
-GW=target/release/comet-gateway
+GW=${GW:-target/release/comet-gateway} # GW=path runs another gateway binary
 LT=target/release/comet-loadtest
 FL=target/release/comet-flood
 

@@ -68,7 +68,7 @@ const REQUESTS_PER_TURN: u32 = 16;
 /// Most public requests handled in one loop turn, so that however many clients pipeline
 /// requests at once, a turn stays short and the admin listener (served first in every
 /// turn) waits at most one short turn.
-const PUBLIC_REQUESTS_PER_TURN: u32 = 256;
+const PUBLIC_REQUESTS_PER_TURN: u32 = 64;
 
 /// What a timer in the wheel is for.
 #[derive(Clone, Copy, Debug)]
@@ -207,7 +207,7 @@ impl Server {
             conns: GenSlab::default(),
             kinds: Kinds::default(),
             channels: Channels::default(),
-            clients: HashMap::new(),
+            clients: HashMap::with_capacity(1 << 16),
             sessions: GenSlab::default(),
             session_order: VecDeque::new(),
             cors,
@@ -255,7 +255,7 @@ impl Server {
             self.admin_addr()?
         );
         self.listeners.log_capacity(&self.config);
-        let mut events = Events::with_capacity(1024);
+        let mut events = Events::with_capacity(256);
         if self.config.demo {
             log::info!("demo enabled: page at http://{}/", self.public_addr()?);
             self.wheel.insert(self.now + 1000, TimerKind::DemoTick);
