@@ -51,13 +51,21 @@ fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(24) | Some(23) | Some(105) | Some(12))
 }
 
+/// Kernel receive buffer of public connections (set on the listener, so the window is
+/// sized from the first SYN; the kernel doubles it). Subscribers send small requests;
+/// a client that pipelines and never reads cannot park more than this in the kernel.
+const PUBLIC_RCVBUF: usize = 32 * 1024;
+
 /// A non-blocking listener with our backlog (mio's own `bind` fixes it at 128, too few
-/// for a reconnect storm).
-fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+/// for a reconnect storm), and for the public one a small receive buffer.
+fn listen(addr: SocketAddr, backlog: i32, rcvbuf: Option<usize>) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let bind = || -> io::Result<Socket> {
         let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         s.set_reuse_address(true)?;
+        if let Some(n) = rcvbuf {
+            s.set_recv_buffer_size(n)?;
+        }
         s.bind(&addr.into())?;
         s.listen(backlog)?;
         s.set_nonblocking(true)?;
@@ -93,8 +101,8 @@ fn fds_open() -> u64 {
 
 impl Listeners {
     pub fn bind(config: &Config, poll: &Poll, public: Token, admin: Token) -> io::Result<Self> {
-        let mut p = listen(config.listen, config.backlog)?;
-        let mut a = listen(config.admin_listen, config.backlog)?;
+        let mut p = listen(config.listen, config.backlog, Some(PUBLIC_RCVBUF))?;
+        let mut a = listen(config.admin_listen, config.backlog, None)?;
         poll.registry()
             .register(&mut p, public, Interest::READABLE)?;
         poll.registry()
