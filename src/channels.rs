@@ -20,12 +20,8 @@ use std::sync::Arc;
 use crate::channel::{Channel, Message};
 use crate::handle::{GenSlab, Key};
 
-/// Room made up front, so that the first tens of thousands of channels (a reconnect
-/// storm, or a flood) do not stall the reactor while the tables grow; the memory stays
-/// untouched until used, but for the index's control bytes.
-const INITIAL_CAPACITY: usize = 1 << 16;
-
 /// All channels.
+#[derive(Default)]
 pub struct Channels {
     /// Every channel by name (SipHash: names come from anonymous clients).
     by_name: HashMap<Arc<str>, Key>,
@@ -48,18 +44,6 @@ pub struct Published<'a> {
     pub evicted: usize,
     /// This was the channel's first message: it now counts as published.
     pub first: bool,
-}
-
-impl Default for Channels {
-    fn default() -> Self {
-        Channels {
-            by_name: HashMap::with_capacity(INITIAL_CAPACITY),
-            slab: GenSlab::with_capacity(INITIAL_CAPACITY),
-            published: BTreeSet::new(),
-            held_unpublished: 0,
-            floor: 0,
-        }
-    }
 }
 
 impl Channels {

@@ -39,14 +39,6 @@ impl<T> Default for GenSlab<T> {
 }
 
 impl<T> GenSlab<T> {
-    /// An empty slab with room for `n` entries before it grows.
-    pub fn with_capacity(n: usize) -> Self {
-        GenSlab {
-            slab: Slab::with_capacity(n),
-            next_gen: 1,
-        }
-    }
-
     /// Stores `value` and returns its key.
     pub fn insert(&mut self, value: T) -> Key {
         let gen = self.next_gen;

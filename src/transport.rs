@@ -107,18 +107,35 @@ pub fn frame(format: Format, json: &[u8], cursor: &str, cb: &str, chunked: bool)
     framed(body, chunked)
 }
 
-/// What a stream sends first: the iframe's padding (browsers render nothing of a
-/// streamed document before about 1 KiB), then `hello` (for EventSource, in one block
-/// with the `retry:` hint).
-pub fn opening(format: Format, hello: &[u8], cursor: &str, cb: &str, chunked: bool) -> Bytes {
-    let mut body = BytesMut::with_capacity(hello.len() + cursor.len() + cb.len() + 1200);
-    if format == Format::Iframe {
+/// The iframe document's start, padded past 1 KiB (browsers render nothing of a streamed
+/// document before about that much): the same bytes for every iframe stream.
+fn iframe_prelude(chunked: bool) -> Bytes {
+    static PRELUDE: std::sync::LazyLock<[Bytes; 2]> = std::sync::LazyLock::new(|| {
+        let mut body = BytesMut::with_capacity(1200);
         body.put_slice(b"<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body>\n<!--");
         body.put_bytes(b' ', 1024);
         body.put_slice(b"-->\n");
+        [chunk(&body), body.freeze()]
+    });
+    PRELUDE[usize::from(!chunked)].clone()
+}
+
+/// What a stream sends first: for the iframe its shared prelude, then `hello` (for
+/// EventSource, in one block with the `retry:` hint).
+pub fn opening(
+    format: Format,
+    hello: &[u8],
+    cursor: &str,
+    cb: &str,
+    chunked: bool,
+    out: &mut Vec<Bytes>,
+) {
+    if format == Format::Iframe {
+        out.push(iframe_prelude(chunked));
     }
+    let mut body = BytesMut::with_capacity(hello.len() + cursor.len() + cb.len() + 40);
     put_event(&mut body, format, hello, cursor, cb, true);
-    framed(body, chunked)
+    out.push(framed(body, chunked));
 }
 
 /// The parts that carry a published message to one subscriber, sharing every byte that
@@ -299,9 +316,16 @@ mod tests {
         }
         for f in [Format::Ndjson, Format::Iframe, Format::Sse] {
             dechunk(&heartbeat(f, "cb", true));
-            dechunk(&opening(f, b"{}", "a:1", "cb", true));
+            let mut o = Vec::new();
+            opening(f, b"{}", "a:1", "cb", true, &mut o);
+            dechunk(&joined(&o));
         }
-        assert!(dechunk(&opening(Format::Iframe, b"{}", "", "cb", true)).len() >= 1024);
+        let mut o = Vec::new();
+        opening(Format::Iframe, b"{}", "", "cb", true, &mut o);
+        assert!(dechunk(&joined(&o)).len() >= 1024);
+        let mut again = Vec::new();
+        opening(Format::Iframe, b"{}", "", "cb", true, &mut again);
+        assert_eq!(o[0].as_ptr(), again[0].as_ptr(), "the prelude is shared");
         assert_eq!(ending(true).as_deref(), Some(LAST_CHUNK));
         assert_eq!(ending(false), None);
     }
@@ -311,13 +335,16 @@ mod tests {
     #[test]
     fn every_sse_block_carries_data() {
         let m = msg();
-        let mut body = dechunk(&opening(
+        let mut o = Vec::new();
+        opening(
             Format::Sse,
             b"{\"type\":\"hello\"}",
             "news:41",
             "",
             true,
-        ));
+            &mut o,
+        );
+        let mut body = dechunk(&joined(&o));
         for _ in 0..3 {
             body.extend(dechunk(&heartbeat(Format::Sse, "", true)));
         }

@@ -207,7 +207,7 @@ impl Server {
             conns: GenSlab::default(),
             kinds: Kinds::default(),
             channels: Channels::default(),
-            clients: HashMap::with_capacity(1 << 16),
+            clients: HashMap::new(),
             sessions: GenSlab::default(),
             session_order: VecDeque::new(),
             cors,

@@ -182,13 +182,16 @@ impl Server {
             &extra,
         );
         let hello = event::hello(&client.to_string(), &cursor);
-        let opening = transport::opening(format, &hello, &cursor, &cb, chunked);
+        let mut opening = Vec::with_capacity(2);
+        transport::opening(format, &hello, &cursor, &cb, chunked, &mut opening);
         let Some(conn) = self.conns.get_mut(key) else {
             self.leave_channels(&subs);
             return Ok(());
         };
         conn.queue(stream_head);
-        conn.queue(opening);
+        for part in opening {
+            conn.queue(part);
+        }
         self.kinds.swap(
             conn,
             Phase::Streaming(Stream {
