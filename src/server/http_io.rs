@@ -221,7 +221,6 @@ impl Server {
             let body = Bytes::copy_from_slice(&conn.rbuf()[head.len..total]);
             conn.consume(total);
             conn.continue_sent = false;
-            conn.phase = Phase::Ready;
             conn.head_request = head.method == request::Method::Head;
             self.route(key, head, body, cors);
         }
