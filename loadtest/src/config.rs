@@ -7,7 +7,8 @@ use clap::Parser;
 
 use crate::framer::Transport;
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Parses `250ms`, `10s`, `2m` (a bare number is seconds).
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);

@@ -9,7 +9,7 @@ use crate::channel::valid_name;
 use crate::handle::Key;
 use crate::http::query::Query;
 use crate::http::request::Head;
-use crate::http::response::{self, ctype, Cors};
+use crate::http::response::{ctype, Cors};
 use crate::http::HttpError;
 
 /// Most channels one publish may name.
@@ -26,18 +26,7 @@ impl Server {
         cors: Cors,
     ) {
         match self.try_publish(q, &body) {
-            Ok(json) => {
-                let json = Bytes::from(json);
-                let h = response::head(
-                    200,
-                    ctype::JSON,
-                    json.len(),
-                    head.keep_alive,
-                    self.cors.lines(cors),
-                    "",
-                );
-                self.respond(key, [h, json], head.keep_alive);
-            }
+            Ok(json) => self.respond_ok(key, head, cors, ctype::JSON, Bytes::from(json)),
             Err(e) => self.respond_error(key, head, e, cors, ""),
         }
     }
@@ -148,14 +137,6 @@ impl Server {
             ch.subs.len(),
             ch.holders()
         ));
-        let h = response::head(
-            200,
-            ctype::JSON,
-            json.len(),
-            head.keep_alive,
-            self.cors.lines(cors),
-            "",
-        );
-        self.respond(key, [h, json], head.keep_alive);
+        self.respond_ok(key, head, cors, ctype::JSON, json);
     }
 }

@@ -84,17 +84,7 @@ impl Server {
     /// Stores the session of a poll that was answered or whose connection went away: it
     /// holds the poll's channels at the poll's cursors until the client polls again.
     pub(super) fn detach_session(&mut self, id: ClientId, subs: &[Sub], auth_expires: u64) {
-        let channels: Vec<SessionSub> = subs
-            .iter()
-            .filter_map(|s| {
-                let ch = self.channels.get(s.channel)?;
-                Some(SessionSub {
-                    channel: s.channel,
-                    name: ch.shared_name(),
-                    next: Some(s.next),
-                })
-            })
-            .collect();
+        let channels = self.session_subs(subs);
         if channels.is_empty() {
             return;
         }
@@ -132,6 +122,20 @@ impl Server {
                 break;
             }
         }
+    }
+
+    /// A subscriber's memberships as a session holds them (deleted channels left out).
+    pub(super) fn session_subs(&self, subs: &[Sub]) -> Vec<SessionSub> {
+        subs.iter()
+            .filter_map(|s| {
+                let ch = self.channels.get(s.channel)?;
+                Some(SessionSub {
+                    channel: s.channel,
+                    name: ch.shared_name(),
+                    next: Some(s.next),
+                })
+            })
+            .collect()
     }
 
     /// Forgets the session idle longest; its client starts a new one (keeping its

@@ -284,6 +284,26 @@ impl Server {
         self.respond(key, parts, head.keep_alive);
     }
 
+    /// Answers 200 with `body` of type `ctype`.
+    pub(super) fn respond_ok(
+        &mut self,
+        key: Key,
+        head: &Head,
+        cors: Cors,
+        ctype: &str,
+        body: Bytes,
+    ) {
+        let h = response::head(
+            200,
+            ctype,
+            body.len(),
+            head.keep_alive,
+            self.cors.lines(cors),
+            "",
+        );
+        self.respond(key, [h, body], head.keep_alive);
+    }
+
     /// Queues a whole response and moves the connection to its next phase.
     pub(super) fn respond<I: IntoIterator<Item = Bytes>>(
         &mut self,

@@ -129,20 +129,7 @@ impl Server {
                 .map(|s| (s.channels.clone(), s.auth_expires))),
             Some(ClientRef::Conn(ck)) => match self.conns.get(ck).map(|c| &c.phase) {
                 Some(Phase::Parked(p)) => {
-                    let subs = p
-                        .subs
-                        .as_slice()
-                        .iter()
-                        .filter_map(|s| {
-                            let ch = self.channels.get(s.channel)?;
-                            Some(SessionSub {
-                                channel: s.channel,
-                                name: ch.shared_name(),
-                                next: Some(s.next),
-                            })
-                        })
-                        .collect();
-                    Ok(Some((subs, p.auth_expires)))
+                    Ok(Some((self.session_subs(p.subs.as_slice()), p.auth_expires)))
                 }
                 _ => Err(HttpError::new(400, "client id names a stream")),
             },

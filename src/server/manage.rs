@@ -110,16 +110,7 @@ impl Server {
     }
 
     fn json_ok(&mut self, key: Key, head: &Head, cors: Cors, ctype: &str, body: String) {
-        let body = Bytes::from(body);
-        let h = response::head(
-            200,
-            ctype,
-            body.len(),
-            head.keep_alive,
-            self.cors.lines(cors),
-            "",
-        );
-        self.respond(key, [h, body], head.keep_alive);
+        self.respond_ok(key, head, cors, ctype, Bytes::from(body));
     }
 
     /// `GET /channels[?prefix=P&limit=N]`, sorted by name; costs what it returns.

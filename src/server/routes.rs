@@ -188,16 +188,7 @@ impl Server {
                 }
             }
             Endpoint::Static(body, ctype) => {
-                let body = Bytes::from_static(body);
-                let h = response::head(
-                    200,
-                    ctype,
-                    body.len(),
-                    head.keep_alive,
-                    self.cors.lines(cors),
-                    "",
-                );
-                self.respond(key, [h, body], head.keep_alive);
+                self.respond_ok(key, &head, cors, ctype, Bytes::from_static(body))
             }
             Endpoint::Channel(name) if delete => self.handle_channel_delete(key, &head, name, cors),
             Endpoint::Channel(name) => self.handle_channel_info(key, &head, name, cors),
@@ -206,16 +197,7 @@ impl Server {
             Endpoint::Sign => self.handle_sign(key, &head, &query, cors),
             Endpoint::Metrics => self.handle_metrics(key, &head, cors),
             Endpoint::Healthz => {
-                let body = Bytes::from_static(b"ok\n");
-                let h = response::head(
-                    200,
-                    ctype::TEXT,
-                    body.len(),
-                    head.keep_alive,
-                    self.cors.lines(cors),
-                    "",
-                );
-                self.respond(key, [h, body], head.keep_alive);
+                self.respond_ok(key, &head, cors, ctype::TEXT, Bytes::from_static(b"ok\n"))
             }
         }
     }

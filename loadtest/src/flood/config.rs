@@ -7,25 +7,10 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::config::{parse_sources, Sources};
+use crate::config::{parse_duration, parse_sources, Sources};
 
 /// Most connections the tool will ever hold at once (its descriptor limit is 20,000).
 pub const HARD_MAX_CONNS: usize = 19_000;
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration"))?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("unknown unit in `{text}` (use ms, s or m)")),
-    }
-}
 
 fn parse_source_flag(text: &str) -> Result<Sources, String> {
     if text == "os" {
