@@ -348,18 +348,7 @@ mod tests {
         for _ in 0..3 {
             body.extend(dechunk(&heartbeat(Format::Sse, "", true)));
         }
-        let mut parts = Vec::new();
-        message_parts(
-            Format::Sse,
-            true,
-            &m,
-            "news",
-            true,
-            String::new,
-            "",
-            &mut parts,
-        );
-        body.extend(dechunk(&joined(&parts)));
+        body.extend(dechunk(&joined(&single_parts(&m, Format::Sse, true, ""))));
         body.extend(heartbeat(Format::Sse, "", false).iter());
         let text = String::from_utf8(body).unwrap();
         assert!(text.starts_with("retry: 2000\nid: news:41\ndata: {\"type\":\"hello\"}\n\n"));
@@ -374,55 +363,22 @@ mod tests {
         assert_eq!(blocks[blocks.len() - 1], ":hb\n");
     }
 
+    /// The parts of `m` for a subscriber of channel `news` alone.
+    fn single_parts(m: &Message, format: Format, chunked: bool, cb: &str) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        message_parts(format, chunked, m, "news", true, String::new, cb, &mut out);
+        out
+    }
+
     #[test]
     fn shared_encodings_are_made_once() {
         let m = msg();
-        let mut a = Vec::new();
-        let mut b = Vec::new();
-        message_parts(
-            Format::Ndjson,
-            true,
-            &m,
-            "news",
-            true,
-            String::new,
-            "",
-            &mut a,
-        );
-        message_parts(
-            Format::Ndjson,
-            true,
-            &m,
-            "news",
-            true,
-            String::new,
-            "",
-            &mut b,
-        );
+        let a = single_parts(&m, Format::Ndjson, true, "");
+        let b = single_parts(&m, Format::Ndjson, true, "");
         assert_eq!(a[0].as_ptr(), b[0].as_ptr(), "ndjson chunk is shared");
-        a.clear();
-        message_parts(
-            Format::Iframe,
-            true,
-            &m,
-            "news",
-            true,
-            String::new,
-            "f",
-            &mut a,
-        );
+        let a = single_parts(&m, Format::Iframe, true, "f");
         assert_eq!(a[1].as_ptr(), m.json.as_ptr(), "iframe shares the JSON");
-        a.clear();
-        message_parts(
-            Format::Sse,
-            false,
-            &m,
-            "news",
-            true,
-            String::new,
-            "",
-            &mut a,
-        );
+        let a = single_parts(&m, Format::Sse, false, "");
         assert_eq!(
             a[1].as_ptr(),
             m.json.as_ptr(),

@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use super::conn::{Phase, ReadOutcome};
 use super::{Server, PUBLIC_REQUESTS_PER_TURN, REQUESTS_PER_TURN};
+use crate::config::Config;
 use crate::handle::Key;
 use crate::http::request::{self, Head, Status};
 use crate::http::response::{self, Cors};
@@ -37,46 +38,43 @@ const ADMIN_PIPELINE_WINDOW: usize = 64 * 1024;
 /// client still sends, so the client reads our answer rather than a reset.
 pub(super) const LINGER_MS: u64 = 5_000;
 
+/// Largest body accepted on this listener.
+fn body_limit(config: &Config, admin: bool) -> usize {
+    if admin || config.demo {
+        config.max_message
+    } else {
+        PUBLIC_MAX_BODY
+    }
+}
+
+/// Unsent answers past which further pipelined requests wait.
+fn pipeline_window(config: &Config, admin: bool) -> usize {
+    let w = if admin {
+        ADMIN_PIPELINE_WINDOW
+    } else {
+        PUBLIC_PIPELINE_WINDOW
+    };
+    w.min(config.max_pending_bytes)
+}
+
+/// Most unhandled bytes a connection may have buffered.
+fn read_limit(config: &Config, admin: bool) -> usize {
+    let slack = if admin {
+        ADMIN_READ_SLACK
+    } else {
+        PUBLIC_READ_SLACK
+    };
+    config.max_header_bytes + body_limit(config, admin) + slack
+}
+
 impl Server {
-    /// Largest body accepted on this listener.
-    fn body_limit(&self, admin: bool) -> usize {
-        if admin || self.config.demo {
-            self.config.max_message
-        } else {
-            PUBLIC_MAX_BODY
-        }
-    }
-
-    /// Unsent answers past which further pipelined requests wait.
-    fn pipeline_window(&self, admin: bool) -> usize {
-        let w = if admin {
-            ADMIN_PIPELINE_WINDOW
-        } else {
-            PUBLIC_PIPELINE_WINDOW
-        };
-        w.min(self.config.max_pending_bytes)
-    }
-
-    /// Most unhandled bytes a connection may have buffered.
-    fn read_limit(&self, admin: bool) -> usize {
-        let slack = if admin {
-            ADMIN_READ_SLACK
-        } else {
-            PUBLIC_READ_SLACK
-        };
-        self.config.max_header_bytes + self.body_limit(admin) + slack
-    }
-
     /// Reads what the socket has, within the buffer limit. Returns false if the
     /// connection is gone (or now only finishing what it was asked).
     fn read_more(&mut self, key: Key) -> bool {
-        let Some(admin) = self.conns.get(key).map(|c| c.admin) else {
-            return false;
-        };
-        let limit = self.read_limit(admin);
         let Some(conn) = self.conns.get_mut(key) else {
             return false;
         };
+        let limit = read_limit(&self.config, conn.admin);
         loop {
             let outcome = conn.read_all(&mut self.scratch, limit);
             // Streams, and connections whose last answer is out or on its way, read
@@ -134,14 +132,12 @@ impl Server {
         let max_header = self.config.max_header_bytes;
         let mut handled = 0;
         loop {
-            let Some(admin) = self.conns.get(key).map(|c| c.admin) else {
-                return;
-            };
-            let body_limit = self.body_limit(admin);
-            let window = self.pipeline_window(admin);
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
+            let admin = conn.admin;
+            let body_limit = body_limit(&self.config, admin);
+            let window = pipeline_window(&self.config, admin);
             match conn.phase {
                 Phase::Parked(_) | Phase::Streaming(_) | Phase::Closing { .. } => return,
                 Phase::Lingering { .. } => {
@@ -357,13 +353,10 @@ impl Server {
     /// `--max-pending-bytes` behind; resumes request handling once back-pressure clears.
     pub(super) fn flush(&mut self, key: Key) {
         let max_pending = self.config.max_pending_bytes;
-        let Some(admin) = self.conns.get(key).map(|c| c.admin) else {
-            return;
-        };
-        let window = self.pipeline_window(admin);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        let window = pipeline_window(&self.config, conn.admin);
         let before = conn.pending();
         let flushed = match conn.flush(self.now) {
             Ok(f) => f,

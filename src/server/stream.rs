@@ -154,8 +154,7 @@ impl Server {
             return Ok(());
         }
         let keys = self.open_channels(wanted.iter().map(|w| w.channel.as_str()), false)?;
-        let client = ClientId::random();
-        let client = match client {
+        let client = match ClientId::random() {
             Ok(c) => c,
             Err(e) => {
                 self.release_unused(keys);
