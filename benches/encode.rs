@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use bytes::Bytes;
-use comet_gateway::channel::Message;
+use comet_gateway::engine::Message;
 use comet_gateway::event;
 use comet_gateway::transport::{self, Format};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -37,7 +37,7 @@ fn bench(c: &mut Criterion) {
                         // A fresh message each time: this is the once-per-message cost.
                         let m = Message::new(1_795_836_729_771_905, 0, json.clone());
                         let mut parts: Vec<Bytes> = Vec::with_capacity(3);
-                        transport::message_parts(
+                        transport::stream::message_parts(
                             format,
                             true,
                             &m,

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::hint::black_box;
 
 use bytes::Bytes;
-use comet_gateway::channel::Channel;
+use comet_gateway::engine::Log;
 use comet_gateway::transport::{self, Format};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
@@ -62,19 +62,19 @@ fn bench(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter_batched(
                 || {
-                    let mut ch = Channel::new("news", 1, 0);
-                    ch.publish(
+                    let mut log = Log::new("news".into(), 1);
+                    let (msg, _) = log.publish(
                         "t=1795836729771905;hello everyone, this is one message",
                         0,
                         100,
                     );
-                    (ch, subscribers())
+                    (msg, subscribers())
                 },
-                |(ch, mut subs)| {
-                    let msg = ch.newest().expect("published");
+                |(msg, mut subs)| {
+                    let msg = &*msg;
                     for s in subs.iter_mut() {
                         let mut parts = Vec::with_capacity(3);
-                        transport::message_parts(
+                        transport::stream::message_parts(
                             format,
                             true,
                             msg,

@@ -31,6 +31,15 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Compares without an early exit, so the time taken does not tell how much matched
+/// (only whether the lengths differ). Every secret comparison goes through here.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A token for `scope` (a channel, or a prefix ending in `*`) valid until `expires`.
 pub fn sign(secret: &[u8], scope: &str, expires: u64) -> String {
     format!(
@@ -53,11 +62,7 @@ pub fn check(secret: &[u8], token: &str, channel: &str, now: u64) -> Result<u64,
         return Err(Refusal::Malformed);
     }
     let want = hex(&signature(secret, scope, expires));
-    let diff = want
-        .bytes()
-        .zip(sig.bytes())
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    if diff != 0 {
+    if !constant_time_eq(want.as_bytes(), sig.as_bytes()) {
         return Err(Refusal::Forged);
     }
     if expires <= now {
@@ -77,6 +82,14 @@ pub fn check(secret: &[u8], token: &str, channel: &str, now: u64) -> Result<u64,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_compare() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
 
     #[test]
     fn tokens() {

@@ -38,6 +38,6 @@ pub fn request_path(data: &[u8]) {
     // The body of a publish, encoded for every subscriber.
     if let Ok(text) = std::str::from_utf8(data) {
         let json = event::data("fuzz", 1, text);
-        let _ = transport::frame(transport::Format::Iframe, &json, "fuzz:2", "cb", true);
+        let _ = transport::stream::frame(transport::Format::Iframe, &json, "fuzz:2", "cb", true);
     }
 }

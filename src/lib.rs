@@ -7,28 +7,40 @@
 //!
 //! # Layout
 //!
-//! - [`auth`]: subscriber tokens (HMAC-SHA256), signing and checking.
-//! - [`config`]: command-line flags and their defaults.
-//! - [`server`]: the reactor: listeners, connections, request framing, routing, handlers.
+//! Four seams, each owning its state and touching nobody else's:
+//!
+//! - [`engine`]: the channel log: seqs, each channel's ring of recent messages, ttl and
+//!   expiry, the channel cap, cursor → data / `lost` / `reset`. A trait; [`engine::MemoryEngine`]
+//!   is the embedded default (a Redis engine shared by many processes goes beside it).
+//! - [`hub`]: this process's subscribers: who follows which channel at which cursor,
+//!   long-poll sessions, client ids, and the fan-out of a message to them.
+//! - [`transport`]: how events become bytes on a connection: the long-poll answer and
+//!   the stream formats (ndjson, iframe, EventSource; WebSocket goes beside them).
+//! - [`server`]: the reactor: sockets, listeners, the connection slab, the timer wheel,
+//!   HTTP framing, and thin handlers that parse a request, call hub and engine, answer.
+//!
+//! And the pure pieces they share:
+//!
 //! - [`http`]: request heads (httparse under limits), query strings, response heads.
-//! - [`channel`]: one channel's seqs, ring buffer, subscribers and cursor rules.
-//! - [`channels`]: the registry of channels, creation caps, first seqs.
-//! - [`subscription`]: the `channel`/`seq`/`cb`/`client` parameters of subscribe requests.
-//! - [`event`]: the JSON events, script-safe.
-//! - [`transport`]: the chunked wire formats of `/stream`, `/iframe`, `/events`.
+//! - [`subscription`]: the `channel`/`seq`/`cb`/`client` parameters, checked once.
+//! - [`event`]: the JSON events, script-safe; [`json`]: the admin answers' JSON writer.
+//! - [`auth`]: subscriber tokens (HMAC-SHA256) and constant-time comparison.
+//! - [`timer`]: the hierarchical timer wheel; [`clock`]: the one place clocks are read.
+//! - [`handle`]: generation-checked, typed slab keys.
+//! - [`config`]: command-line flags and their defaults.
 //! - [`fuzzing`]: the request path's parsers behind one entry point, for fuzzing.
-//! - [`timer`]: the hierarchical timer wheel that holds every timeout.
-//! - [`handle`]: generation-checked slab keys.
 #![deny(missing_docs)]
 
 pub mod auth;
-pub mod channel;
-pub mod channels;
+pub mod clock;
 pub mod config;
+pub mod engine;
 pub mod event;
 pub mod fuzzing;
 pub mod handle;
 pub mod http;
+pub mod hub;
+pub mod json;
 pub mod server;
 pub mod subscription;
 pub mod timer;

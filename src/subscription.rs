@@ -1,8 +1,9 @@
 //! The parameters every subscribe request shares: `channel=` (comma list or repeated),
 //! `seq=` in the same order, the JSONP/script callback `cb=`, and the client id `client=`.
-//! Pure validation; errors are 400s with a message that says what was wrong.
+//! Pure validation; errors are 400s with a message that says what was wrong. The one
+//! place a list of channel names is checked (subscribe, publish, unsubscribe).
 
-use crate::channel::valid_name;
+use crate::engine::valid_name;
 use crate::http::query::Query;
 use crate::http::HttpError;
 
@@ -15,10 +16,10 @@ pub struct Wanted {
     pub seq: Option<u64>,
 }
 
-/// Parses `channel=` and `seq=`. At least one and at most `max` channels, no repeats,
-/// no more seqs than channels.
-pub fn parse_channels(q: &Query, max: usize) -> Result<Vec<Wanted>, HttpError> {
-    let mut wanted: Vec<Wanted> = Vec::new();
+/// Parses the channel names of `channel=` (comma list or repeated): at least one, at
+/// most `max`, each valid, none twice.
+pub fn parse_names(q: &Query, max: usize) -> Result<Vec<&str>, HttpError> {
+    let mut names: Vec<&str> = Vec::new();
     for name in q.list("channel") {
         if !valid_name(name) {
             return Err(HttpError::new(
@@ -26,20 +27,30 @@ pub fn parse_channels(q: &Query, max: usize) -> Result<Vec<Wanted>, HttpError> {
                 "bad channel name (1-128 bytes of A-Z a-z 0-9 _ . -)",
             ));
         }
-        if wanted.len() >= max {
+        if names.len() >= max {
             return Err(HttpError::new(400, "too many channels in one request"));
         }
-        if wanted.iter().any(|w| w.channel == name) {
+        if names.contains(&name) {
             return Err(HttpError::new(400, "channel named twice"));
         }
-        wanted.push(Wanted {
-            channel: name.to_owned(),
-            seq: None,
-        });
+        names.push(name);
     }
-    if wanted.is_empty() {
+    if names.is_empty() {
         return Err(HttpError::new(400, "missing channel"));
     }
+    Ok(names)
+}
+
+/// Parses `channel=` and `seq=`. At least one and at most `max` channels, no repeats,
+/// no more seqs than channels.
+pub fn parse_channels(q: &Query, max: usize) -> Result<Vec<Wanted>, HttpError> {
+    let mut wanted: Vec<Wanted> = parse_names(q, max)?
+        .into_iter()
+        .map(|name| Wanted {
+            channel: name.to_owned(),
+            seq: None,
+        })
+        .collect();
     // `seq=` alone (empty) means "no cursor" for every channel.
     if q.all("seq").any(|s| !s.is_empty()) {
         for (i, s) in q.list("seq").enumerate() {

@@ -230,7 +230,7 @@ impl Server {
                         let _ =
                             socket2::SockRef::from(&sock).set_send_buffer_size(self.config.sndbuf);
                     }
-                    let key = self.conns.insert(Conn::new(sock, admin, self.now));
+                    let key = self.conns.insert(Conn::new(sock, admin, self.now.ms));
                     let Some(conn) = self.conns.get_mut(key) else {
                         continue;
                     };
@@ -266,7 +266,7 @@ impl Server {
                     if !self.listeners.retry_armed {
                         self.listeners.retry_armed = true;
                         self.wheel
-                            .insert(self.now + ACCEPT_RETRY_MS, TimerKind::AcceptRetry);
+                            .insert(self.now.ms + ACCEPT_RETRY_MS, TimerKind::AcceptRetry);
                     }
                     return;
                 }

@@ -12,101 +12,21 @@ use std::io::{self, IoSlice, Read, Write};
 use bytes::{Buf, Bytes};
 use mio::net::TcpStream;
 
-use crate::handle::Key;
 use crate::http::response::Cors;
-use crate::subscription::ClientId;
+use crate::hub::Follower;
 use crate::timer::TimerKey;
-use crate::transport::Format;
+use crate::transport::StreamOut;
 
 /// How many queued buffers one `writev` takes at most.
 const MAX_IOVECS: usize = 64;
 
-/// Membership of a subscriber connection in one channel's subscriber list.
-#[derive(Clone, Copy, Debug)]
-pub struct Sub {
-    /// The channel.
-    pub channel: Key,
-    /// This connection's slot in the channel's subscriber slab.
-    pub slot: u32,
-    /// The next seq this subscriber wants from the channel (its cursor).
-    pub next: u64,
-}
-
-/// The channels a parked request waits on. Most wait on one, kept inline so a parked
-/// poll needs no heap block for it.
-#[derive(Debug)]
-pub enum Subs {
-    /// One channel.
-    One(Sub),
-    /// Several channels.
-    Many(Box<[Sub]>),
-}
-
-impl Subs {
-    /// From a list of memberships.
-    pub fn from_vec(mut v: Vec<Sub>) -> Subs {
-        if v.len() == 1 {
-            Subs::One(v.remove(0))
-        } else {
-            Subs::Many(v.into_boxed_slice())
-        }
-    }
-
-    /// All memberships.
-    pub fn as_slice(&self) -> &[Sub] {
-        match self {
-            Subs::One(s) => std::slice::from_ref(s),
-            Subs::Many(v) => v,
-        }
-    }
-
-    /// The membership in `channel`.
-    pub fn find_mut(&mut self, channel: Key) -> Option<&mut Sub> {
-        match self {
-            Subs::One(s) => Some(s).filter(|s| s.channel == channel),
-            Subs::Many(v) => v.iter_mut().find(|s| s.channel == channel),
-        }
-    }
-
-    /// Adds a membership.
-    pub fn push(&mut self, sub: Sub) {
-        let mut v = std::mem::replace(self, Subs::Many(Box::new([]))).into_vec();
-        v.push(sub);
-        *self = Subs::from_vec(v);
-    }
-
-    /// Removes the membership in `channel`, if any.
-    pub fn remove(&mut self, channel: Key) -> Option<Sub> {
-        let mut v = std::mem::replace(self, Subs::Many(Box::new([]))).into_vec();
-        let removed = v
-            .iter()
-            .position(|s| s.channel == channel)
-            .map(|i| v.remove(i));
-        *self = Subs::from_vec(v);
-        removed
-    }
-
-    fn into_vec(self) -> Vec<Sub> {
-        match self {
-            Subs::One(s) => vec![s],
-            Subs::Many(v) => v.into_vec(),
-        }
-    }
-}
-
 /// A streaming response in progress (`/stream`, `/iframe`, `/events`).
 #[derive(Debug)]
 pub struct Stream {
-    /// Its wire format.
-    pub format: Format,
-    /// Chunked body (HTTP/1.1), or raw until the close (HTTP/1.0).
-    pub chunked: bool,
-    /// Channels it receives, each with its cursor.
-    pub subs: Subs,
-    /// Its id for control requests.
-    pub client: ClientId,
-    /// The iframe callback (empty for other formats).
-    pub cb: Box<str>,
+    /// Its client id and channels, each with its cursor (the hub's view).
+    pub follower: Follower,
+    /// How its events become bytes.
+    pub out: StreamOut,
     /// When it ends with `reconnect` (reactor ms): `--stream-max-age` after it started,
     /// or earlier when a subscriber token it used expires.
     pub end_ms: u64,
@@ -117,10 +37,8 @@ pub struct Stream {
 /// A long-poll waiting for a message: everything needed to answer it later.
 #[derive(Debug)]
 pub struct Parked {
-    /// Channels it waits on.
-    pub subs: Subs,
-    /// Sent back in `X-Comet-Client`.
-    pub client: ClientId,
+    /// Its client id (sent back in `X-Comet-Client`) and the channels it waits on.
+    pub follower: Follower,
     /// JSONP callback, if any.
     pub cb: Option<Box<str>>,
     /// When it is answered with `noop` (reactor ms).
@@ -138,8 +56,8 @@ pub struct Parked {
 /// `Closing`, only the unsent-output one), so every connection always has a timer.
 #[derive(Debug)]
 pub enum Phase {
-    /// Receiving a request whose first bytes (or whose connection) arrived at `since`
-    /// (reactor ms); `--header-timeout` runs from then.
+    /// Waiting for the rest of a request whose first bytes (or whose connection) arrived
+    /// at `since` (reactor ms); `--header-timeout` runs from then and bounds the body too.
     Head {
         /// When the request started.
         since: u64,

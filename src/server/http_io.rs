@@ -12,7 +12,7 @@
 
 use bytes::Bytes;
 
-use super::conn::{Phase, ReadOutcome};
+use super::conn::{Conn, Phase, ReadOutcome};
 use super::{Server, PUBLIC_REQUESTS_PER_TURN, REQUESTS_PER_TURN};
 use crate::config::Config;
 use crate::handle::Key;
@@ -70,7 +70,7 @@ fn read_limit(config: &Config, admin: bool) -> usize {
 impl Server {
     /// Reads what the socket has, within the buffer limit. Returns false if the
     /// connection is gone (or now only finishing what it was asked).
-    fn read_more(&mut self, key: Key) -> bool {
+    fn read_more(&mut self, key: Key<Conn>) -> bool {
         let Some(conn) = self.conns.get_mut(key) else {
             return false;
         };
@@ -118,7 +118,7 @@ impl Server {
     }
 
     /// Handles a readable event: reads what arrived, then handles whole requests.
-    pub(super) fn read(&mut self, key: Key) {
+    pub(super) fn read(&mut self, key: Key<Conn>) {
         if self.read_more(key) {
             self.process_input(key);
         }
@@ -128,7 +128,7 @@ impl Server {
     /// Handles buffered requests until one parks, the buffer holds no whole request, too
     /// many response bytes wait, or the connection has had its turn. Always leaves the
     /// connection with its timer armed for the phase it ends in.
-    pub(super) fn process_input(&mut self, key: Key) {
+    pub(super) fn process_input(&mut self, key: Key<Conn>) {
         let max_header = self.config.max_header_bytes;
         let mut handled = 0;
         loop {
@@ -158,7 +158,7 @@ impl Server {
                     return self.finish(key);
                 }
                 if matches!(conn.phase, Phase::Ready) {
-                    conn.phase = Phase::Idle { since: self.now };
+                    conn.phase = Phase::Idle { since: self.now.ms };
                 }
                 return self.arm(key);
             }
@@ -225,7 +225,7 @@ impl Server {
     /// Part of a request has arrived (or none, on a fresh connection): the header timer
     /// (which also bounds the body) runs from the first byte and is not restarted as more
     /// trickles in. A client that has half-closed will not send the rest.
-    fn await_rest_of_request(&mut self, key: Key) {
+    fn await_rest_of_request(&mut self, key: Key<Conn>) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -233,13 +233,13 @@ impl Server {
             return self.close(key);
         }
         if !matches!(conn.phase, Phase::Head { .. }) {
-            conn.phase = Phase::Head { since: self.now };
+            conn.phase = Phase::Head { since: self.now.ms };
         }
         self.arm(key);
     }
 
     /// The peer has half-closed and everything it asked is answered: close once written.
-    fn finish(&mut self, key: Key) {
+    fn finish(&mut self, key: Key<Conn>) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -253,7 +253,7 @@ impl Server {
 
     /// Answers a request the connection cannot recover from (bad framing, oversized
     /// parts), then closes it, lingering so the client reads the answer.
-    pub(super) fn reject(&mut self, key: Key, e: HttpError, cors: Cors) {
+    pub(super) fn reject(&mut self, key: Key<Conn>, e: HttpError, cors: Cors) {
         let parts = response::error(e.status, e.message, false, self.cors.lines(cors), "");
         if let Some(conn) = self.conns.get_mut(key) {
             conn.head_request = false;
@@ -264,7 +264,7 @@ impl Server {
     /// Answers with a JSON error, keeping the connection if the request allowed it.
     pub(super) fn respond_error(
         &mut self,
-        key: Key,
+        key: Key<Conn>,
         head: &Head,
         e: HttpError,
         cors: Cors,
@@ -283,7 +283,7 @@ impl Server {
     /// Answers 200 with `body` of type `ctype`.
     pub(super) fn respond_ok(
         &mut self,
-        key: Key,
+        key: Key<Conn>,
         head: &Head,
         cors: Cors,
         ctype: &str,
@@ -303,7 +303,7 @@ impl Server {
     /// Queues a whole response and moves the connection to its next phase.
     pub(super) fn respond<I: IntoIterator<Item = Bytes>>(
         &mut self,
-        key: Key,
+        key: Key<Conn>,
         parts: I,
         keep_alive: bool,
     ) {
@@ -318,7 +318,12 @@ impl Server {
 
     /// Queues a whole response (only its head, for a `HEAD` request) and moves the
     /// connection to `next`.
-    fn respond_then<I: IntoIterator<Item = Bytes>>(&mut self, key: Key, parts: I, next: Phase) {
+    fn respond_then<I: IntoIterator<Item = Bytes>>(
+        &mut self,
+        key: Key<Conn>,
+        parts: I,
+        next: Phase,
+    ) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -351,14 +356,14 @@ impl Server {
     /// Writes what is queued. Closes the connection on error, once a final response is
     /// out (or lingers first), or when a stream has fallen more than
     /// `--max-pending-bytes` behind; resumes request handling once back-pressure clears.
-    pub(super) fn flush(&mut self, key: Key) {
+    pub(super) fn flush(&mut self, key: Key<Conn>) {
         let max_pending = self.config.max_pending_bytes;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         let window = pipeline_window(&self.config, conn.admin);
         let before = conn.pending();
-        let flushed = match conn.flush(self.now) {
+        let flushed = match conn.flush(self.now.ms) {
             Ok(f) => f,
             Err(_) => return self.close(key),
         };
@@ -374,7 +379,7 @@ impl Server {
             }
             Phase::Idle { .. } if pending == 0 && before > 0 => {
                 // The idle clock starts once the last answer is out.
-                conn.phase = Phase::Idle { since: self.now };
+                conn.phase = Phase::Idle { since: self.now.ms };
                 return self.arm(key);
             }
             _ => {}
@@ -391,7 +396,7 @@ impl Server {
 
     /// The final response is written: close, or first shut our side and read what the
     /// client still sends (for at most `LINGER_MS`), so it sees our answer, not a reset.
-    fn finish_closing(&mut self, key: Key, linger: bool) {
+    fn finish_closing(&mut self, key: Key<Conn>, linger: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -402,7 +407,7 @@ impl Server {
         conn.clear_input();
         conn.shrink();
         conn.phase = Phase::Lingering {
-            until: self.now + LINGER_MS,
+            until: self.now.ms + LINGER_MS,
         };
         self.arm(key);
         // What the client sent meanwhile is read (and dropped) now: the socket will not

@@ -26,7 +26,7 @@ impl Kinds {
     fn slot(&mut self, phase: &Phase) -> Option<&mut u64> {
         match phase {
             Phase::Parked(_) => Some(&mut self.parked),
-            Phase::Streaming(st) => Some(match st.format {
+            Phase::Streaming(st) => Some(match st.out.format() {
                 Format::Ndjson => &mut self.ndjson,
                 Format::Iframe => &mut self.iframe,
                 Format::Sse => &mut self.sse,

@@ -19,39 +19,60 @@
 //! long-poll sessions between polls, control requests), `admin` (publishing and channel
 //! info), `manage` (admin auth, channel list and delete, stats, metrics), `shutdown`.
 
+//! The reactor: one mio `Poll`, the public and admin listeners, every connection in a
+//! generation-checked slab, and the timer wheel. Only this module and its children touch
+//! sockets. Channel logs are the engine's and subscribers the hub's: the reactor holds
+//! both and calls them, but keeps no channel or subscriber state of its own.
+//!
+//! The loop sleeps exactly until the next deadline (its own wheel's, the hub's or the
+//! engine's) or until a socket is ready, handles the ready sockets (draining each until
+//! `WouldBlock`, as mio's edge-triggered readiness requires), then fires due timers.
+//! After every request and timer it fans out what the engine reports. A failing
+//! connection is closed and counted; only a failing `Poll` ends `run`.
+//!
+//! Every connection always has exactly one armed timer; `timers` computes its deadline
+//! from the connection's state (its phase, and how long its unsent output has not moved)
+//! and decides what a firing means.
+//!
+//! Children: `accept` (listeners, connection caps, the descriptor reserve of the admin
+//! listener), `conn` (one connection's buffers and I/O), `kinds` (connection counts by
+//! kind), `timers` (every connection's one timer), `http_io` (request framing and
+//! responses), `routes` (which handler serves which path), `handlers` (one file per
+//! endpoint family), `fanout` (engine events to subscribers), `stats` (counters),
+//! `shutdown`.
+
 mod accept;
-mod admin;
-mod clients;
 mod conn;
+mod fanout;
+mod handlers;
 mod http_io;
 mod kinds;
-mod longpoll;
-mod manage;
 mod routes;
 mod shutdown;
-mod stream;
+mod stats;
 mod timers;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use mio::{Events, Poll, Token, Waker};
 
-use crate::channels::Channels;
+use crate::clock::{Clock, Now};
 use crate::config::Config;
+use crate::engine::{self, Engine, EngineEvent, MemoryEngine};
 use crate::handle::{GenSlab, Key};
 use crate::http::response::CorsPolicy;
-use crate::subscription::ClientId;
+use crate::hub::{self, Delivery, Hub};
 use crate::timer::TimerWheel;
 
 use accept::Listeners;
-use clients::{ClientRef, Session};
-use conn::Conn;
+pub use conn::Conn;
 use kinds::Kinds;
+pub use stats::Stats;
 
 const PUBLIC: Token = Token(usize::MAX - 1);
 const ADMIN: Token = Token(usize::MAX - 2);
@@ -70,51 +91,17 @@ const REQUESTS_PER_TURN: u32 = 16;
 /// turn) waits at most one short turn.
 const PUBLIC_REQUESTS_PER_TURN: u32 = 64;
 
-/// What a timer in the wheel is for.
+/// What a timer in the reactor's wheel is for.
 #[derive(Clone, Copy, Debug)]
 enum TimerKind {
     /// The connection's one timer; its meaning comes from the connection's state.
-    Conn(Key),
-    /// Check whether an idle published channel can be dropped.
-    Channel(Key),
+    Conn(Key<Conn>),
     /// Try accepting again after descriptor exhaustion.
     AcceptRetry,
-    /// A long-poll session between polls has waited `--session-timeout`.
-    Session(Key),
     /// `--demo`: publish the next tick to `demo.ticker`.
     DemoTick,
     /// `--shutdown-timeout` has passed since the first signal.
     ShutdownDeadline,
-}
-
-/// Counters the server keeps (the management API exposes them).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Stats {
-    /// Connections accepted.
-    pub accepted: u64,
-    /// Public connections refused with 503 at `--max-conns`.
-    pub refused: u64,
-    /// Admin connections refused with 503 at `--max-admin-conns`.
-    pub refused_admin: u64,
-    /// `accept` failures for lack of descriptors (EMFILE/ENFILE/ENOBUFS/ENOMEM).
-    pub accept_fd_errors: u64,
-    /// Messages published (per channel).
-    pub published: u64,
-    /// Messages evicted from a channel buffer (by size or ttl).
-    pub evicted: u64,
-    /// Subscribers closed for passing `--max-pending-bytes`.
-    pub slow_consumers: u64,
-    /// Connections closed because their unsent output did not move for `--idle-timeout`.
-    pub stalled: u64,
-    /// Long-poll sessions forgotten at `--max-sessions` (the one idle longest).
-    pub sessions_evicted: u64,
-    /// Messages handed to subscribers: in a poll answer (at once or after waiting), a
-    /// stream's catch-up or a live stream frame; one per subscriber and message.
-    pub delivered: u64,
-    /// Bytes written to clients.
-    pub bytes_out: u64,
-    /// Requests refused for a missing or wrong admin or subscriber token.
-    pub auth_failures: u64,
 }
 
 /// Stops a running server from another thread.
@@ -141,31 +128,28 @@ pub struct Server {
     conns: GenSlab<Conn>,
     /// Connections by listener and by what they do, kept as phases change.
     kinds: Kinds,
-    channels: Channels,
-    /// Every live client id: a stream, a parked poll, or a poll session between polls.
-    clients: HashMap<ClientId, ClientRef>,
-    /// Long-poll sessions between two polls.
-    sessions: GenSlab<Session>,
-    /// Session keys, oldest first (stale keys are skipped), to drop the one idle longest
-    /// at `--max-sessions`.
-    session_order: VecDeque<Key>,
+    /// The channel logs.
+    engine: Box<dyn Engine + Send>,
+    /// This process's subscribers.
+    hub: Hub,
     cors: CorsPolicy,
     wheel: TimerWheel<TimerKind>,
-    start: Instant,
-    /// Reactor time in ms, updated after each wake-up.
-    now: u64,
+    clock: Clock,
+    /// The time of this loop turn, read once after each wake-up.
+    now: Now,
     /// Connections with buffered requests to handle once the current event is done.
-    pending_input: Vec<Key>,
+    pending_input: Vec<Key<Conn>>,
     /// Connections that used up their turn with requests still waiting, in the order
     /// they yielded (each at most once): served first-in first-out after the next poll,
     /// which then does not sleep.
-    deferred_input: VecDeque<Key>,
+    deferred_input: VecDeque<Key<Conn>>,
     /// Public requests handled in this loop turn.
     turn_requests: u32,
     /// Read buffer shared by all connections.
     scratch: Box<[u8]>,
-    /// Reused list of subscribers during a fan-out.
-    fanout: Vec<Key>,
+    /// Reused buffers of a fan-out: what the engine reported, who gets a message.
+    engine_events: Vec<EngineEvent>,
+    deliveries: Vec<Delivery>,
     stats: Stats,
     shutdown: Arc<AtomicBool>,
     waker: Arc<Waker>,
@@ -200,25 +184,25 @@ impl Server {
         let listeners = Listeners::bind(&config, &poll, PUBLIC, ADMIN)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let cors = CorsPolicy::new(&config.allow_origin, config.allow_credentials);
+        let clock = Clock::default();
         Ok(Server {
+            engine: Box::new(MemoryEngine::new(engine::Limits::of(&config))),
+            hub: Hub::new(hub::Limits::of(&config)),
             config,
             poll,
             listeners,
             conns: GenSlab::default(),
             kinds: Kinds::default(),
-            channels: Channels::default(),
-            clients: HashMap::new(),
-            sessions: GenSlab::default(),
-            session_order: VecDeque::new(),
             cors,
             wheel: TimerWheel::new(0),
-            start: Instant::now(),
-            now: 0,
+            now: clock.now(),
+            clock,
             pending_input: Vec::new(),
             deferred_input: VecDeque::new(),
             turn_requests: 0,
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
-            fanout: Vec::new(),
+            engine_events: Vec::new(),
+            deliveries: Vec::new(),
             stats: Stats::default(),
             shutdown: Arc::new(AtomicBool::new(false)),
             waker,
@@ -258,7 +242,7 @@ impl Server {
         let mut events = Events::with_capacity(256);
         if self.config.demo {
             log::info!("demo enabled: page at http://{}/", self.public_addr()?);
-            self.wheel.insert(self.now + 1000, TimerKind::DemoTick);
+            self.wheel.insert(self.now.ms + 1000, TimerKind::DemoTick);
         }
         let mut fired = Vec::new();
         while !self.shutdown.load(Ordering::SeqCst) && !self.stop_now {
@@ -266,9 +250,15 @@ impl Server {
                 break;
             }
             let timeout = if self.deferred_input.is_empty() {
-                self.wheel
-                    .next_expiration()
-                    .map(|at| Duration::from_millis(at.saturating_sub(self.clock())))
+                [
+                    self.wheel.next_expiration(),
+                    self.hub.next_deadline(),
+                    self.engine.next_deadline(),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|at| Duration::from_millis(at.saturating_sub(self.clock.mono_ms())))
             } else {
                 Some(Duration::ZERO)
             };
@@ -277,18 +267,22 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-            self.now = self.clock();
+            self.now = self.clock.now();
             self.turn_requests = 0;
             // The admin side first (publishers, health checks), then connections that
             // had work left from the last turn, then the public side.
             self.handle_events(&events, true);
             self.serve_deferred();
             self.handle_events(&events, false);
-            self.wheel.advance(self.now, &mut fired);
+            self.wheel.advance(self.now.ms, &mut fired);
             for kind in fired.drain(..) {
                 self.timer_fired(kind);
                 self.drain_pending_input();
             }
+            self.hub.advance(&mut *self.engine, self.now);
+            self.engine.advance(self.now);
+            self.fan_out();
+            self.drain_pending_input();
         }
         log::info!("comet-gateway stopped");
         Ok(())
@@ -321,28 +315,12 @@ impl Server {
         }
     }
 
-    fn clock(&self) -> u64 {
-        ms(self.start.elapsed())
-    }
-
-    /// The wall clock in microseconds since the Unix epoch (first seqs of channels).
-    fn wall_us() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64)
-    }
-
-    /// The wall clock in seconds since the Unix epoch (token expiry).
-    fn unix_now() -> u64 {
-        Self::wall_us() / 1_000_000
-    }
-
     /// The server's counters.
     pub fn stats(&self) -> Stats {
-        self.stats
+        self.stats.with(self.engine.stats(), self.hub.stats())
     }
 
-    fn conn_ready(&mut self, key: Key, event: &mio::event::Event) {
+    fn conn_ready(&mut self, key: Key<Conn>, event: &mio::event::Event) {
         // A subscriber whose client hung up is gone at once, even with unread requests
         // in the way of the end-of-file (its input buffer may be full).
         let hung_up = event.is_read_closed()
@@ -363,18 +341,16 @@ impl Server {
     fn timer_fired(&mut self, kind: TimerKind) {
         match kind {
             TimerKind::Conn(key) => self.conn_timer_fired(key),
-            TimerKind::Channel(key) => self.channel_expiry(key),
-            TimerKind::Session(key) => self.session_expired(key),
             TimerKind::ShutdownDeadline => {
                 log::warn!("shutdown timeout: {} connections left", self.conns.len());
                 self.stop_now = true;
             }
             TimerKind::DemoTick => {
-                let tick = format!("{} s since start", self.now / 1000);
-                if let Ok(keys) = self.open_channels(std::iter::once("demo.ticker"), true) {
-                    self.publish(keys[0], &tick);
-                }
-                self.wheel.insert(self.now + 1000, TimerKind::DemoTick);
+                let tick = format!("{} s since start", self.now.ms / 1000);
+                // Only a full channel table refuses it; the next tick tries again.
+                let _ = self.engine.publish(&["demo.ticker"], &tick, self.now);
+                self.fan_out();
+                self.wheel.insert(self.now.ms + 1000, TimerKind::DemoTick);
             }
             TimerKind::AcceptRetry => {
                 self.listeners.retry_armed = false;
@@ -384,7 +360,7 @@ impl Server {
     }
 
     /// Closes a connection and frees everything it held.
-    fn close(&mut self, key: Key) {
+    fn close(&mut self, key: Key<Conn>) {
         let Some(mut conn) = self.conns.remove(key) else {
             return;
         };
@@ -396,12 +372,18 @@ impl Server {
             // The client may poll again: its session outlives the connection (and holds
             // its channels before the poll lets go of them).
             conn::Phase::Parked(p) => {
-                self.detach_session(p.client, p.subs.as_slice(), p.auth_expires);
-                self.leave_channels(p.subs.as_slice());
+                let f = &p.follower;
+                let (engine, now) = (&mut *self.engine, self.now);
+                self.hub.unregister(&f.client);
+                self.hub
+                    .detach(engine, f.client, f.subs.as_slice(), p.auth_expires, now);
+                self.hub.leave(engine, key, f.subs.as_slice(), now);
             }
             conn::Phase::Streaming(st) => {
-                self.leave_channels(st.subs.as_slice());
-                self.clients.remove(&st.client);
+                let f = &st.follower;
+                self.hub
+                    .leave(&mut *self.engine, key, f.subs.as_slice(), self.now);
+                self.hub.unregister(&f.client);
             }
             _ => {}
         }
@@ -433,7 +415,7 @@ impl Server {
 
     /// Puts a connection that still has requests at the back of the queue for the next
     /// turn (once).
-    fn defer(&mut self, key: Key) {
+    fn defer(&mut self, key: Key<Conn>) {
         if let Some(conn) = self.conns.get_mut(key) {
             if !conn.deferred {
                 conn.deferred = true;
@@ -446,23 +428,5 @@ impl Server {
         while let Some(key) = self.pending_input.pop() {
             self.process_input(key);
         }
-    }
-
-    fn channel_expiry(&mut self, key: Key) {
-        let ttl = ms(self.config.channel_ttl);
-        let Some(ch) = self.channels.get(key) else {
-            return;
-        };
-        let idle_since = ch.last_active_ms;
-        let next = if !ch.is_unsubscribed() {
-            after(self.now, self.config.channel_ttl)
-        } else if self.now >= idle_since.saturating_add(ttl) {
-            log::debug!("channel {} expired", ch.name());
-            self.channels.remove(key);
-            return;
-        } else {
-            idle_since.saturating_add(ttl)
-        };
-        self.wheel.insert(next, TimerKind::Channel(key));
     }
 }

@@ -1,9 +1,11 @@
 //! Which handler serves which request: paths per listener, allowed methods (405 with
-//! `Allow`), CORS preflight, unknown paths (404). Handlers live in `longpoll` and `admin`.
+//! `Allow`), CORS preflight, unknown paths (404), the admin token check, and the access
+//! log. The handlers are in `handlers/`.
 
 use bytes::Bytes;
 
-use super::clients::Action;
+use super::conn::Conn;
+use super::handlers::Action;
 use super::Server;
 use crate::handle::Key;
 use crate::http::query::Query;
@@ -112,7 +114,7 @@ pub(crate) fn exists(admin: bool, path: &str) -> bool {
 
 impl Server {
     /// Dispatches one whole request.
-    pub(super) fn route(&mut self, key: Key, head: Head, body: Bytes, cors: Cors) {
+    pub(super) fn route(&mut self, key: Key<Conn>, head: Head, body: Bytes, cors: Cors) {
         if !self.config.access_log {
             return self.dispatch(key, head, body, cors);
         }
@@ -134,7 +136,7 @@ impl Server {
         log::info!(target: "access", "{peer} {listener} {method:?} {path} {outcome}");
     }
 
-    fn dispatch(&mut self, key: Key, head: Head, body: Bytes, cors: Cors) {
+    fn dispatch(&mut self, key: Key<Conn>, head: Head, body: Bytes, cors: Cors) {
         let Some(admin) = self.conns.get(key).map(|c| c.admin) else {
             return;
         };

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use mio::net::UnixStream;
 use mio::{Interest, Token};
 
-use super::conn::Phase;
-use super::{after, stream, Server, TimerKind};
+use super::conn::{Conn, Phase};
+use super::{after, Server, TimerKind};
 use crate::event;
 use crate::handle::Key;
 
@@ -69,7 +69,7 @@ impl Server {
         );
         self.draining = true;
         self.stop_listening();
-        let keys: Vec<Key> = self.conns.iter().map(|(k, _)| k).collect();
+        let keys: Vec<Key<Conn>> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
@@ -80,7 +80,7 @@ impl Server {
                     self.answer_poll(key, &[Bytes::from_static(event::NOOP)], false);
                 }
                 Phase::Streaming(st) => {
-                    let cursor = stream::cursor_of(&self.channels, st.subs.as_slice());
+                    let cursor = self.hub.cursor(st.follower.subs.as_slice());
                     self.end_stream(key, &[event::reconnect(&cursor)]);
                 }
                 Phase::Head { .. } | Phase::Idle { .. } | Phase::Ready => {
@@ -94,7 +94,7 @@ impl Server {
                 Phase::Closing { .. } | Phase::Lingering { .. } => {}
             }
         }
-        let at = after(self.now, self.config.shutdown_timeout);
+        let at = after(self.now.ms, self.config.shutdown_timeout);
         self.wheel.insert(at, TimerKind::ShutdownDeadline);
     }
 }

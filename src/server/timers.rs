@@ -43,11 +43,11 @@ fn deadline(conn: &Conn, config: &Config, now: u64) -> u64 {
 impl Server {
     /// Arms the connection's timer for the deadline its state gives (keeping the armed
     /// one if it is already right). Called whenever the phase changes.
-    pub(super) fn arm(&mut self, key: Key) {
+    pub(super) fn arm(&mut self, key: Key<Conn>) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let at = deadline(conn, &self.config, self.now);
+        let at = deadline(conn, &self.config, self.now.ms);
         if let Some(t) = conn.timer {
             if self.wheel.deadline(t) == Some(at) {
                 return;
@@ -59,11 +59,11 @@ impl Server {
 
     /// Moves the timer earlier if the state now asks for an earlier deadline (output
     /// started waiting); a later one is left for the firing to pick up.
-    pub(super) fn tighten(&mut self, key: Key) {
+    pub(super) fn tighten(&mut self, key: Key<Conn>) {
         let Some(conn) = self.conns.get(key) else {
             return;
         };
-        let at = deadline(conn, &self.config, self.now);
+        let at = deadline(conn, &self.config, self.now.ms);
         let armed = conn.timer.and_then(|t| self.wheel.deadline(t));
         if armed.is_none_or(|d| d > at) {
             self.arm(key);
@@ -72,8 +72,8 @@ impl Server {
 
     /// The connection's timer fired: close it if its output stalled, else do what its
     /// phase has due, then arm the next deadline.
-    pub(super) fn conn_timer_fired(&mut self, key: Key) {
-        let now = self.now;
+    pub(super) fn conn_timer_fired(&mut self, key: Key<Conn>) {
+        let now = self.now.ms;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -119,7 +119,7 @@ impl Server {
     }
 
     /// Debug builds check after each event that the connection has its timer.
-    pub(super) fn debug_check_timer(&self, key: Key) {
+    pub(super) fn debug_check_timer(&self, key: Key<Conn>) {
         if cfg!(debug_assertions) {
             if let Some(c) = self.conns.get(key) {
                 debug_assert!(

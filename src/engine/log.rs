@@ -1,21 +1,20 @@
-//! One channel: its seq numbering, its ring buffer of recent messages, its subscribers,
-//! and the rule that turns a subscriber's cursor into "lost", "reset" or a start seq.
+//! One channel's log: its seq numbering, its ring buffer of recent messages, and the
+//! rule that turns a subscriber's cursor into "lost", "reset" or a start seq.
 //!
-//! Pure state: the clock comes in as arguments, and nothing here touches a socket. The
-//! registry of all channels (creation, caps, expiry) is in `channels.rs`.
+//! Pure state: the clock comes in as arguments. Knows nothing of subscribers (the hub's)
+//! or of sockets; the registry of logs, their caps and expiry are in `memory.rs`.
 
-use std::cell::OnceCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
-use slab::Slab;
 
 use crate::event;
-use crate::handle::Key;
 
-/// A published message, encoded once; every subscriber's response shares `json`.
-#[derive(Clone, Debug)]
+/// A published message, encoded once as JSON; every subscriber's answer shares `json`,
+/// and each stream format's framing of it is made once, on first use, by the transport.
+#[derive(Debug)]
 pub struct Message {
     /// The message's seq in its channel.
     pub seq: u64,
@@ -24,12 +23,12 @@ pub struct Message {
     /// The `data` event, script-safe JSON.
     pub json: Bytes,
     /// The ndjson chunk, made on first use by a `/stream` subscriber.
-    pub ndjson: OnceCell<Bytes>,
+    pub ndjson: OnceLock<Bytes>,
     /// The EventSource chunk for subscribers of this channel alone (their `id:` is this
     /// channel's cursor), made on first use.
-    pub sse_single: OnceCell<Bytes>,
+    pub sse_single: OnceLock<Bytes>,
     /// The EventSource `data:` part for subscribers of several channels, made on first use.
-    pub sse_data: OnceCell<Bytes>,
+    pub sse_data: OnceLock<Bytes>,
 }
 
 impl Message {
@@ -39,9 +38,9 @@ impl Message {
             seq,
             at_ms,
             json,
-            ndjson: OnceCell::new(),
-            sse_single: OnceCell::new(),
-            sse_data: OnceCell::new(),
+            ndjson: OnceLock::new(),
+            sse_single: OnceLock::new(),
+            sse_data: OnceLock::new(),
         }
     }
 }
@@ -64,6 +63,16 @@ pub enum Notice {
     },
 }
 
+impl Notice {
+    /// The event that tells a subscriber of `channel` about this notice.
+    pub fn event(self, channel: &str) -> Bytes {
+        match self {
+            Notice::Lost { from, to } => event::lost(channel, from, to),
+            Notice::Reset { seq } => event::reset(channel, seq),
+        }
+    }
+}
+
 /// Where delivery starts for a cursor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Start {
@@ -82,35 +91,23 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
-/// A channel.
-pub struct Channel {
-    /// Shared with the registry's index and with the sessions that hold the channel.
+/// A channel's log.
+pub struct Log {
+    /// Shared with the registry's index.
     name: Arc<str>,
     first_seq: u64,
     next_seq: u64,
-    buf: VecDeque<Message>,
-    /// Connections waiting on this channel. A connection remembers its slot here so it
-    /// can leave in O(1).
-    pub subs: Slab<Key>,
-    /// Long-poll sessions between two polls that hold this channel: they count as
-    /// subscribers, so the channel outlives the gap between polls. Changed through
-    /// `Channels::hold`/`unhold`, which keep the registry's counts.
-    holders: u32,
-    /// Last publish, or last moment it had subscribers (reactor ms), for `--channel-ttl`.
-    pub last_active_ms: u64,
+    buf: VecDeque<Arc<Message>>,
 }
 
-impl Channel {
-    /// A new, empty channel whose first seq is `first_seq`.
-    pub fn new(name: &str, first_seq: u64, now_ms: u64) -> Self {
-        Channel {
-            name: name.into(),
+impl Log {
+    /// A new, empty log whose first seq is `first_seq`.
+    pub fn new(name: Arc<str>, first_seq: u64) -> Self {
+        Log {
+            name,
             first_seq,
             next_seq: first_seq,
             buf: VecDeque::new(),
-            subs: Slab::new(),
-            holders: 0,
-            last_active_ms: now_ms,
         }
     }
 
@@ -129,25 +126,9 @@ impl Channel {
         self.next_seq
     }
 
-    /// True once a message was published in this life of the channel. A channel that
-    /// never had one lives only while something subscribes to it.
+    /// True once a message was published in this life of the channel.
     pub fn is_published(&self) -> bool {
         self.next_seq > self.first_seq
-    }
-
-    /// How many sessions between polls hold it.
-    pub fn holders(&self) -> u32 {
-        self.holders
-    }
-
-    /// Sets the holder count (the registry does, keeping its counts).
-    pub(crate) fn set_holders(&mut self, n: u32) {
-        self.holders = n;
-    }
-
-    /// True when no connection and no session subscribes to it.
-    pub fn is_unsubscribed(&self) -> bool {
-        self.subs.is_empty() && self.holders == 0
     }
 
     /// The first seq of this life of the channel.
@@ -167,21 +148,25 @@ impl Channel {
 
     /// Appends a message, evicting the oldest past `capacity`. Returns the new message and
     /// how many were evicted.
-    pub fn publish(&mut self, payload: &str, now_ms: u64, capacity: usize) -> (&Message, usize) {
+    pub fn publish(
+        &mut self,
+        payload: &str,
+        now_ms: u64,
+        capacity: usize,
+    ) -> (Arc<Message>, usize) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.last_active_ms = now_ms;
         let mut evicted = 0;
         while self.buf.len() >= capacity.max(1) {
             self.buf.pop_front();
             evicted += 1;
         }
-        self.buf.push_back(Message::new(
+        let m = Arc::new(Message::new(
             seq,
             now_ms,
             event::data(&self.name, seq, payload),
         ));
-        let m = self.buf.back().expect("just pushed");
+        self.buf.push_back(m.clone());
         debug_assert_eq!(
             self.oldest_seq() + self.buf.len() as u64,
             self.next_seq,
@@ -246,23 +231,10 @@ impl Channel {
         }
     }
 
-    /// The newest buffered message.
-    pub fn newest(&self) -> Option<&Message> {
-        self.buf.back()
-    }
-
     /// The buffered messages from `seq` on, oldest first.
-    pub fn messages_from(&self, seq: u64) -> impl Iterator<Item = &Message> {
+    pub fn messages_from(&self, seq: u64) -> impl Iterator<Item = &Arc<Message>> {
         let skip = seq.saturating_sub(self.oldest_seq()) as usize;
         self.buf.iter().skip(skip)
-    }
-
-    /// The event that tells a subscriber about `notice`.
-    pub fn notice_event(&self, notice: Notice) -> Bytes {
-        match notice {
-            Notice::Lost { from, to } => event::lost(&self.name, from, to),
-            Notice::Reset { seq } => event::reset(&self.name, seq),
-        }
     }
 }
 
@@ -270,7 +242,7 @@ impl Channel {
 mod tests {
     use super::*;
 
-    fn seqs(ch: &Channel, from: u64) -> Vec<u64> {
+    fn seqs(ch: &Log, from: u64) -> Vec<u64> {
         ch.messages_from(from).map(|m| m.seq).collect()
     }
 
@@ -288,7 +260,7 @@ mod tests {
 
     #[test]
     fn cursor_resolution_covers_every_case() {
-        let mut ch = Channel::new("c", 1000, 0);
+        let mut ch = Log::new("c".into(), 1000);
         for _ in 0..10 {
             ch.publish("m", 0, 4);
         }
@@ -365,7 +337,7 @@ mod tests {
 
     #[test]
     fn every_cursor_in_a_range_delivers_a_contiguous_tail() {
-        let mut ch = Channel::new("c", 50, 0);
+        let mut ch = Log::new("c".into(), 50);
         for i in 0..30 {
             ch.publish(&format!("{i}"), 0, 8);
             for cursor in 1..100u64 {
@@ -390,7 +362,7 @@ mod tests {
 
     #[test]
     fn message_ttl_expires_from_the_front() {
-        let mut ch = Channel::new("c", 1, 0);
+        let mut ch = Log::new("c".into(), 1);
         ch.publish("a", 0, 10);
         ch.publish("b", 500, 10);
         assert_eq!(ch.expire_messages(999, 1000), 0);

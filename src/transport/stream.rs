@@ -1,8 +1,9 @@
-//! The wire formats of the streaming transports: newline-delimited JSON (`/stream`),
-//! `<script>` chunks for a hidden iframe (`/iframe`) and EventSource frames (`/events`),
-//! each inside an HTTP/1.1 chunked body, or written raw for an HTTP/1.0 client (whose
-//! body ends when the connection closes). Pure functions that build `Bytes`; which parts
-//! are shared between subscribers and which are per subscriber is decided here.
+//! The wire formats of the HTTP streaming transports: newline-delimited JSON
+//! (`/stream`), `<script>` chunks for a hidden iframe (`/iframe`) and EventSource frames
+//! (`/events`), each inside an HTTP/1.1 chunked body, or written raw for an HTTP/1.0
+//! client (whose body ends when the connection closes). Pure functions that build
+//! `Bytes`; which parts are shared between subscribers and which are per subscriber is
+//! decided here. Touches no connection and no subscriber state.
 //!
 //! EventSource framing: every blank-line-terminated block carries a `data:` line,
 //! because several popular clients (fetch-event-source, httpx-sse) turn a block without
@@ -11,7 +12,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::channel::Message;
+use crate::engine::Message;
 use crate::event;
 use crate::http::response::ctype;
 

@@ -1,0 +1,135 @@
+//! The engine seam: the channel log, and nothing else. An engine assigns seqs, keeps
+//! each channel's recent messages (`--buffer`, `--message-ttl`), forgets idle channels
+//! (`--channel-ttl`), caps the channels that have had a message (`--max-channels`), and
+//! turns a subscriber's cursor into data, `lost` or `reset`.
+//!
+//! It knows nothing of subscribers, connections or bytes on the wire: the hub tells it
+//! which channels have local subscribers (`watch`/`unwatch`), and every message an engine
+//! accepts comes back out of [`Engine::drain_events`], whether it was published through
+//! this process or (with a shared engine) through another one, so the reactor fans out
+//! local and remote messages the same way.
+//!
+//! [`MemoryEngine`] is the embedded default. A networked engine (Redis) fits the same
+//! trait: its `watch` subscribes to the channel's live messages, its messages arrive as
+//! events when its socket is readable (the reactor polls it like any socket), and the
+//! calls that need a round trip (`publish`, `read`) grow an answer that comes later,
+//! as an event carrying the ticket of the call, when that engine lands.
+
+mod log;
+mod memory;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::clock::Now;
+
+pub use log::{valid_name, Log, Message, Notice, Start};
+pub use memory::{Limits, MemoryEngine};
+
+/// What a cursor has due on one channel.
+#[derive(Debug)]
+pub struct Read {
+    /// Where delivery starts, and what the subscriber must be told first.
+    pub start: Start,
+    /// The notice's event (`lost`/`reset`), if any.
+    pub notice: Option<Bytes>,
+    /// The buffered messages from `start.seq` on, oldest first.
+    pub messages: Vec<Arc<Message>>,
+    /// The seq the channel's next message gets: the subscriber's cursor once it has
+    /// `messages`.
+    pub head: u64,
+}
+
+/// Something an engine reports to the reactor.
+#[derive(Debug)]
+pub enum EngineEvent {
+    /// A message was appended to `channel`: deliver it to the local subscribers.
+    Message {
+        /// The channel's name.
+        channel: Arc<str>,
+        /// The message, encoded once.
+        msg: Arc<Message>,
+    },
+}
+
+/// Why an engine refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineError {
+    /// The publish would make more than `--max-channels` channels with messages.
+    TooManyChannels,
+}
+
+/// One channel as `GET /channels/NAME` and `GET /channels` describe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogInfo {
+    /// The channel's name.
+    pub name: Arc<str>,
+    /// The first seq of this life of the channel.
+    pub first_seq: u64,
+    /// The oldest seq still buffered.
+    pub oldest_seq: u64,
+    /// The seq of the next message.
+    pub next_seq: u64,
+    /// Messages buffered.
+    pub buffered: usize,
+}
+
+/// An engine's counts, for `/stats` and `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Channels with a log (published ones, and those local subscribers named).
+    pub channels: u64,
+    /// Channels that have had a message (what `--max-channels` caps).
+    pub published_channels: u64,
+    /// Messages published (per channel).
+    pub published: u64,
+    /// Messages evicted from a buffer (by size or ttl).
+    pub evicted: u64,
+}
+
+/// The channel log.
+pub trait Engine {
+    /// Local subscribers follow channel `name` from now on: its log exists (created with
+    /// its first seq fixed, if new) until `unwatch`. Returns whether it has had a message.
+    fn watch(&mut self, name: &str, now: Now) -> bool;
+
+    /// No local subscriber follows `name` any more. A channel that never had a message
+    /// goes; one that had starts its `--channel-ttl` clock.
+    fn unwatch(&mut self, name: &str, now: Now);
+
+    /// Appends `payload` to every channel of `names` (created if needed), or to none if
+    /// that would pass `--max-channels`. Returns the seqs, in order. The messages come
+    /// out of `drain_events`.
+    fn publish(&mut self, names: &[&str], payload: &str, now: Now)
+        -> Result<Vec<u64>, EngineError>;
+
+    /// What `cursor` has due on `name` (`None` if the channel has no log).
+    fn read(&mut self, name: &str, cursor: Option<u64>, now: Now) -> Option<Read>;
+
+    /// The seq the next message of `name` gets.
+    fn head(&self, name: &str) -> Option<u64>;
+
+    /// Drops channel `name`'s log; a new life of it starts past its seqs. False if it
+    /// had none.
+    fn delete(&mut self, name: &str) -> bool;
+
+    /// Channel `name`, described.
+    fn info(&mut self, name: &str, now: Now) -> Option<LogInfo>;
+
+    /// At most `limit` channels that have had a message whose names start with
+    /// `prefix`, in name order; costs what it returns.
+    fn list(&self, prefix: &str, limit: usize) -> Vec<LogInfo>;
+
+    /// The engine's counts.
+    fn stats(&self) -> EngineStats;
+
+    /// When `advance` next has work (reactor ms).
+    fn next_deadline(&self) -> Option<u64>;
+
+    /// Does what is due by `now` (channel expiry).
+    fn advance(&mut self, now: Now);
+
+    /// Moves what happened since the last call into `out`.
+    fn drain_events(&mut self, out: &mut Vec<EngineEvent>);
+}

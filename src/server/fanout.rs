@@ -1,0 +1,83 @@
+//! What the engine reports, delivered: each message to the local subscribers the hub
+//! names, a parked poll answered with it, a stream sent it in its format. Also the
+//! reactor's side of [`Followers`]: the hub finds a subscriber's memberships in its
+//! connection's phase.
+
+use super::conn::{Conn, Phase};
+use super::Server;
+use crate::engine::{EngineEvent, Message};
+use crate::handle::{GenSlab, Key};
+use crate::hub::{Follower, Followers, Hub, Mode};
+
+impl Followers for GenSlab<Conn> {
+    fn follower_mut(&mut self, conn: Key<Conn>) -> Option<(&mut Follower, Mode)> {
+        match &mut self.get_mut(conn)?.phase {
+            Phase::Parked(p) => Some((
+                &mut p.follower,
+                Mode::Poll {
+                    auth_expires: p.auth_expires,
+                },
+            )),
+            Phase::Streaming(st) => Some((&mut st.follower, Mode::Stream)),
+            _ => None,
+        }
+    }
+}
+
+/// Queues a published message of `channel` on a stream (whose cursor has already moved
+/// past it), sharing every byte other subscribers get.
+pub(super) fn queue_message(conn: &mut Conn, hub: &Hub, channel: &str, msg: &Message, now: u64) {
+    let Phase::Streaming(st) = &mut conn.phase else {
+        return;
+    };
+    let subs = st.follower.subs.as_slice();
+    let mut parts = Vec::with_capacity(3);
+    st.out.message(
+        msg,
+        channel,
+        subs.len() == 1,
+        || hub.cursor(subs),
+        &mut parts,
+    );
+    st.last_write_ms = now;
+    for p in parts {
+        conn.queue(p);
+    }
+}
+
+impl Server {
+    /// Delivers everything the engine has reported since the last call.
+    pub(super) fn fan_out(&mut self) {
+        let mut events = std::mem::take(&mut self.engine_events);
+        self.engine.drain_events(&mut events);
+        for e in events.drain(..) {
+            match e {
+                EngineEvent::Message { channel, msg } => self.deliver(&channel, &msg),
+            }
+        }
+        self.engine_events = events;
+    }
+
+    /// One message to every local subscriber of its channel: streams are sent it, parked
+    /// polls answered with it.
+    fn deliver(&mut self, channel: &str, msg: &Message) {
+        let mut out = std::mem::take(&mut self.deliveries);
+        self.hub.fan_out(channel, msg, &mut self.conns, &mut out);
+        for d in &out {
+            if d.mode == Mode::Stream {
+                if let Some(conn) = self.conns.get_mut(d.conn) {
+                    queue_message(conn, &self.hub, channel, msg, self.now.ms);
+                }
+            }
+        }
+        for d in &out {
+            match d.mode {
+                Mode::Poll { .. } => {
+                    self.answer_poll(d.conn, std::slice::from_ref(&msg.json), false)
+                }
+                Mode::Stream => self.flush(d.conn),
+            }
+        }
+        self.deliveries = out;
+    }
+}

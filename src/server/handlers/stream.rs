@@ -1,0 +1,265 @@
+//! The streaming transports: `GET /stream` (ndjson), `GET /iframe` (script chunks) and
+//! `GET /events` (EventSource). A stream starts with `hello`, replays what its cursor has
+//! due, then receives every message as it is published; it gets heartbeats while idle and
+//! ends with `reconnect` after `--stream-max-age` (or when a subscriber token it used
+//! expires). Heartbeat and end of life share the connection's one timer: it fires at
+//! whichever comes first, and writes only move a timestamp, so a busy stream never
+//! touches the wheel. The bytes are the transport's (`StreamOut`); this file decides when.
+//!
+//! A subscriber whose unsent bytes pass `--max-pending-bytes` is sent `error` (as far as
+//! its socket takes it) and closed; nobody else waits for it.
+
+use bytes::Bytes;
+
+use crate::engine::Read;
+use crate::event;
+use crate::handle::Key;
+use crate::http::query::Query;
+use crate::http::request::{Head, Method};
+use crate::http::response::{self, Cors};
+use crate::http::HttpError;
+use crate::hub::{Channel, Follower, Sub, Subs};
+use crate::server::conn::{Conn, Phase, Stream};
+use crate::server::fanout::queue_message;
+use crate::server::{after, ms, Server};
+use crate::subscription::{self, ClientId};
+use crate::transport::{self, Format, StreamOut};
+
+impl Server {
+    /// Handles `GET /stream`, `GET /iframe` and `GET /events` (and `HEAD`: checked,
+    /// answered with the head alone, nothing subscribed).
+    pub(in crate::server) fn handle_stream(
+        &mut self,
+        key: Key<Conn>,
+        head: &Head,
+        q: &Query,
+        cors: Cors,
+        format: Format,
+    ) {
+        let result = if head.method == Method::Head {
+            let cb_needed = format == Format::Iframe && q.get("cb").is_none();
+            if cb_needed {
+                Err(HttpError::new(400, "missing cb"))
+            } else {
+                self.check_subscribe_params(q, false).map(|_| {
+                    let h = response::head_without_length(
+                        format.content_type(),
+                        head.keep_alive,
+                        self.cors.lines(cors),
+                        "X-Accel-Buffering: no\r\n",
+                    );
+                    self.respond(key, [h], head.keep_alive);
+                })
+            }
+        } else {
+            self.try_stream(key, head, q, cors, format)
+        };
+        if let Err(e) = result {
+            self.respond_error(key, head, e, cors, "");
+        }
+    }
+
+    fn try_stream(
+        &mut self,
+        key: Key<Conn>,
+        head: &Head,
+        q: &Query,
+        cors: Cors,
+        format: Format,
+    ) -> Result<(), HttpError> {
+        let mut wanted = subscription::parse_channels(q, self.hub.max_channels())?;
+        let names: Vec<&str> = wanted.iter().map(|w| w.channel.as_str()).collect();
+        let expires = self.authorize(q, &names)?;
+        let cb = subscription::parse_callback(q)?;
+        let cb: Box<str> = match (format, cb) {
+            (Format::Iframe, None) => return Err(HttpError::new(400, "missing cb")),
+            (Format::Iframe, Some(cb)) => cb,
+            _ => "".into(),
+        };
+        if format == Format::Sse {
+            // The browser's resume point overrides the seqs of the URL; polyfills that
+            // cannot set the header send it as `lastEventId=` (the header wins).
+            let last = head.last_event_id.as_deref().or(q.get("lastEventId"));
+            if let Some(last) = last {
+                for (name, seq) in transport::parse_cursor(last) {
+                    if let Some(w) = wanted.iter_mut().find(|w| w.channel == name) {
+                        w.seq = Some(seq);
+                    }
+                }
+            }
+        }
+        if self.conns.get(key).is_some_and(|c| c.peer_closed) {
+            // The client hung up right after asking: nobody to stream to.
+            self.close(key);
+            return Ok(());
+        }
+        let (engine, now) = (&mut *self.engine, self.now);
+        let names: Vec<&str> = wanted.iter().map(|w| w.channel.as_str()).collect();
+        let keys = self.hub.open(engine, &names, now);
+        let client = match ClientId::random() {
+            Ok(c) => c,
+            Err(e) => {
+                self.hub.release_unused(engine, keys, now);
+                return Err(e);
+            }
+        };
+        let mut reads = Vec::with_capacity(keys.len());
+        let mut subs = Vec::with_capacity(keys.len());
+        for (w, &ch) in wanted.iter().zip(&keys) {
+            if let Some(read) = self.hub.read(engine, ch, w.seq, now) {
+                subs.push(Sub::detached(ch, read.start.seq));
+                reads.push((ch, read));
+            }
+        }
+        self.hub.attach(key, &mut subs);
+        let cursor = self.hub.cursor(&subs);
+        let out = StreamOut::new(format, head.http10, cb);
+        let end_ms = after(now.ms, self.config.stream_max_age).min(now.ms_of_unix(expires));
+        let id = client.to_string();
+        let stream_head = out.head(self.cors.lines(cors), &id);
+        let mut opening = Vec::with_capacity(2);
+        out.opening(&event::hello(&id, &cursor), &cursor, &mut opening);
+        let Some(conn) = self.conns.get_mut(key) else {
+            self.hub.leave(engine, key, &subs, now);
+            return Ok(());
+        };
+        conn.queue(stream_head);
+        for part in opening {
+            conn.queue(part);
+        }
+        let stream = Stream {
+            follower: Follower {
+                client,
+                subs: Subs::from_vec(subs),
+            },
+            out,
+            end_ms,
+            last_write_ms: now.ms,
+        };
+        self.kinds.swap(conn, Phase::Streaming(stream));
+        conn.clear_input();
+        conn.shrink();
+        self.hub.register(client, key);
+        for (ch, read) in reads {
+            self.stream_catch_up(key, ch, &read);
+        }
+        self.arm(key);
+        self.flush(key);
+        Ok(())
+    }
+
+    /// Queues on a stream what `read` has due on channel `ch`: the notice, then every
+    /// buffered message from its start, moving the stream's cursor. The replay does not
+    /// count against `--max-pending-bytes` (it shares the channel's buffer; a client
+    /// resuming with a large backlog must not be dropped before it could read it).
+    pub(in crate::server) fn stream_catch_up(
+        &mut self,
+        key: Key<Conn>,
+        ch: Key<Channel>,
+        read: &Read,
+    ) {
+        let Some(name) = self.hub.name(ch).cloned() else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let before = conn.pending();
+        if let Some(notice) = &read.notice {
+            let Phase::Streaming(st) = &conn.phase else {
+                return;
+            };
+            let f = st
+                .out
+                .event(notice, &self.hub.cursor(st.follower.subs.as_slice()));
+            conn.queue(f);
+        }
+        for msg in &read.messages {
+            let Phase::Streaming(st) = &mut conn.phase else {
+                return;
+            };
+            let Some(sub) = st.follower.subs.find_mut(ch) else {
+                return;
+            };
+            if msg.seq < sub.next {
+                continue;
+            }
+            sub.next = msg.seq + 1;
+            queue_message(conn, &self.hub, &name, msg, self.now.ms);
+        }
+        let replay = conn.pending() - before;
+        conn.add_grace(replay);
+    }
+
+    /// A stream fell more than `--max-pending-bytes` behind: it is sent `error` where
+    /// its socket still takes it, and closed.
+    pub(in crate::server) fn drop_slow_consumer(&mut self, key: Key<Conn>) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        self.stats.slow_consumers += 1;
+        if let Phase::Streaming(st) = &conn.phase {
+            let e = event::error_event("too slow: output buffer full");
+            // The `id:` of an EventSource frame must stay the cursor, or the browser
+            // would resume from nowhere.
+            let f = st
+                .out
+                .event(&e, &self.hub.cursor(st.follower.subs.as_slice()));
+            conn.queue(f);
+            // Where the socket still takes it, the client learns why; a failure here
+            // changes nothing, the connection closes anyway.
+            let _ = conn.flush(self.now.ms);
+        }
+        log::debug!("closing a slow consumer ({} bytes unsent)", conn.pending());
+        self.close(key);
+    }
+
+    /// The stream's timer: a heartbeat, or the end of its life.
+    pub(in crate::server) fn stream_tick(&mut self, key: Key<Conn>) {
+        let hb = ms(self.config.heartbeat);
+        let now = self.now.ms;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let idle = conn.pending() == 0;
+        let Phase::Streaming(st) = &mut conn.phase else {
+            return;
+        };
+        if now >= st.end_ms {
+            let cursor = self.hub.cursor(st.follower.subs.as_slice());
+            return self.end_stream(key, &[event::reconnect(&cursor)]);
+        }
+        if idle && now >= st.last_write_ms.saturating_add(hb) {
+            let f = st.out.heartbeat();
+            st.last_write_ms = now;
+            conn.queue(f);
+        }
+        self.arm(key);
+        self.flush(key);
+    }
+
+    /// Ends a stream with `events` (each framed in its format) and the end of its body.
+    pub(in crate::server) fn end_stream(&mut self, key: Key<Conn>, events: &[Bytes]) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !matches!(conn.phase, Phase::Streaming(_)) {
+            return;
+        }
+        let Phase::Streaming(st) = self.kinds.swap(conn, Phase::Closing { linger: false }) else {
+            return;
+        };
+        let subs = st.follower.subs.as_slice();
+        let cursor = self.hub.cursor(subs);
+        for e in events {
+            conn.queue(st.out.event(e, &cursor));
+        }
+        if let Some(end) = st.out.ending() {
+            conn.queue(end);
+        }
+        self.hub.leave(&mut *self.engine, key, subs, self.now);
+        self.hub.unregister(&st.follower.client);
+        self.arm(key);
+        self.flush(key);
+    }
+}

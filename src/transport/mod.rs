@@ -1,0 +1,109 @@
+//! The transport seam: how events become bytes on a subscriber's connection. A long-poll
+//! is answered once (`poll`); a stream (`stream`: ndjson, iframe, EventSource) has an
+//! opening, a frame per event, heartbeats, an end, and a rule for what the client sends
+//! on it. [`StreamOut`] is a stream's whole transport state; the reactor keeps it in the
+//! connection and calls it, never matching on the format itself.
+//!
+//! A new stream transport (WebSocket next: frames instead of chunks, pings as heartbeats,
+//! commands read from the client) is one more [`Format`] arm here and one more file
+//! beside `stream.rs`. Transports build bytes only: they touch no socket, no subscriber
+//! list and no engine.
+
+pub mod poll;
+pub mod stream;
+
+use bytes::Bytes;
+
+use crate::engine::Message;
+use crate::http::response;
+pub use stream::{parse_cursor, Format};
+
+/// What the reactor does with bytes a client sends on an open stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Read and drop them (HTTP streams take no input after the request; reading keeps
+    /// a client that is still sending from seeing a reset).
+    Discard,
+}
+
+/// A stream's transport state: its format, its framing and, for the iframe, the
+/// callback. 24 bytes, kept in the connection.
+#[derive(Debug)]
+pub struct StreamOut {
+    /// The callback of `/iframe` (empty for the other formats).
+    cb: Box<str>,
+    /// Its wire format.
+    format: Format,
+    /// Chunked body (HTTP/1.1), or raw until the close (HTTP/1.0).
+    chunked: bool,
+}
+
+impl StreamOut {
+    /// A stream of `format`; `http10` clients get an unchunked body.
+    pub fn new(format: Format, http10: bool, cb: Box<str>) -> StreamOut {
+        StreamOut {
+            cb,
+            format,
+            chunked: !http10,
+        }
+    }
+
+    /// Its wire format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The response head, with the client id and the CORS lines the request earned.
+    pub fn head(&self, cors: &[u8], client: &str) -> Bytes {
+        let extra = format!("X-Comet-Client: {client}\r\n");
+        response::stream_head(self.format.content_type(), self.chunked, cors, &extra)
+    }
+
+    /// What the stream sends first: `hello`, with whatever the format needs before it.
+    pub fn opening(&self, hello: &[u8], cursor: &str, out: &mut Vec<Bytes>) {
+        stream::opening(self.format, hello, cursor, &self.cb, self.chunked, out);
+    }
+
+    /// One event (any JSON event but a published message), framed; `cursor` is the
+    /// subscriber's cursor after it.
+    pub fn event(&self, json: &[u8], cursor: &str) -> Bytes {
+        stream::frame(self.format, json, cursor, &self.cb, self.chunked)
+    }
+
+    /// A published message, sharing every byte other subscribers get too. `single`: the
+    /// subscriber follows only `channel`.
+    pub fn message(
+        &self,
+        msg: &Message,
+        channel: &str,
+        single: bool,
+        cursor: impl FnOnce() -> String,
+        out: &mut Vec<Bytes>,
+    ) {
+        stream::message_parts(
+            self.format,
+            self.chunked,
+            msg,
+            channel,
+            single,
+            cursor,
+            &self.cb,
+            out,
+        );
+    }
+
+    /// A heartbeat for an idle stream.
+    pub fn heartbeat(&self) -> Bytes {
+        stream::heartbeat(self.format, &self.cb, self.chunked)
+    }
+
+    /// What ends the body, if anything.
+    pub fn ending(&self) -> Option<Bytes> {
+        stream::ending(self.chunked)
+    }
+
+    /// What to do with bytes the client sends.
+    pub fn input(&self) -> Input {
+        Input::Discard
+    }
+}
