@@ -3,6 +3,7 @@
 //! hex HMAC-SHA256, keyed with `--auth-secret`, of the text `SCOPE~EXPIRES`. A backend can
 //! sign tokens itself with any HMAC-SHA256 implementation, or ask `POST /sign`.
 //! Signatures are compared in constant time; tokens are never logged.
+//! Pure functions; the secret comes from the config.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

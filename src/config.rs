@@ -1,6 +1,7 @@
 //! Command-line configuration. Every flag of the wire contract that the server implements
 //! lives here, with its default; `Config::parse_from` builds one in tests too, so tests and
 //! the binary share the same defaults.
+//! Touches nothing at run time: the server reads it.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //!
 //! Every string is escaped so that the JSON is also safe inside a `<script>` element or a
 //! JSONP body: `<`, `>`, `&`, U+2028 and U+2029 become `\u` escapes besides what JSON
-//! itself requires. One encoding therefore serves plain JSON, JSONP and (later) script
+//! itself requires. One encoding therefore serves plain JSON, JSONP and iframe script
 //! chunks alike, and a published message is encoded exactly once. This module owns the
 //! byte layout of events; it knows nothing about sockets or channels.
 

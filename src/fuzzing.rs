@@ -1,8 +1,8 @@
 //! One entry point that runs untrusted request bytes through every pure parser of the
 //! request path: the request head (under the limits), the router's path matching, the
-//! query, the subscribe parameters, client ids, cursors, tokens, and the script-safe encoder. The cargo-fuzz
-//! target (`fuzz/`) and the corpus-replay test (`tests/fuzz_corpus.rs`) both call it; it
-//! must never panic.
+//! query, the subscribe parameters, client ids, cursors, tokens, and the script-safe
+//! encoder. The cargo-fuzz target (`fuzz/`) and the corpus-replay test
+//! (`tests/fuzz_corpus.rs`) both call it; it must never panic. Touches no server state.
 
 use crate::auth;
 use crate::event;
@@ -13,7 +13,8 @@ use crate::transport;
 
 /// Feeds `data` to the request path's parsers as a client could send it.
 pub fn request_path(data: &[u8]) {
-    // As one request, and byte by byte as a slow client would send it.
+    // Whole, and cut short (half, and the first 17 bytes) as a slow client's request
+    // arrives in pieces.
     for end in [data.len(), data.len() / 2, data.len().min(17)] {
         let _ = request::parse(&data[..end], 8192);
     }

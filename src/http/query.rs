@@ -1,4 +1,5 @@
 //! Query strings: `a=1&b=x%20y`, percent-decoded, `+` as space, UTF-8 checked.
+//! Pure; knows nothing of what the parameters mean.
 
 use super::HttpError;
 

@@ -1,4 +1,5 @@
-//! The two listeners and who gets in. The public listener admits at most `--max-conns`
+//! The two listeners, who gets in, and how a connection leaves (`close` frees what it
+//! held in the hub and lets a waiting connection in). The public listener admits at most `--max-conns`
 //! connections, the admin listener at most `--max-admin-conns`; past a cap a connection
 //! is accepted, answered 503 and closed. Public accepts also stop short of the process's
 //! descriptor limit by a reserve kept for the admin listener, so publishers and health
@@ -8,6 +9,9 @@
 //! descriptors), the waiting connections stay in the kernel's backlog and the listener
 //! is retried when a connection closes (admin first) or after a short pause. Each such
 //! episode is logged once when it starts and once when the backlog is drained again.
+//!
+//! Owns the listeners and the accept state; touches the hub only to free what a closing
+//! connection held.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -15,9 +19,10 @@ use std::net::SocketAddr;
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Token};
 
-use super::conn::Conn;
+use super::conn::{Conn, Phase};
 use super::{Server, TimerKind};
 use crate::config::Config;
+use crate::handle::Key;
 use crate::http::response;
 
 /// How long accepting pauses after the process ran out of descriptors, unless a
@@ -291,4 +296,38 @@ impl Server {
         let _ = self.poll.registry().deregister(&mut self.listeners.public);
         let _ = self.poll.registry().deregister(&mut self.listeners.admin);
     }
+
+    /// Closes a connection and frees everything it held.
+    pub(super) fn close(&mut self, key: Key<Conn>) {
+        let Some(mut conn) = self.conns.remove(key) else {
+            return;
+        };
+        if let Some(t) = conn.timer.take() {
+            self.wheel.cancel(t);
+        }
+        self.kinds.closed(&conn);
+        match std::mem::replace(&mut conn.phase, Phase::Ready) {
+            // The client may poll again: its session outlives the connection (and holds
+            // its channels before the poll lets go of them).
+            Phase::Parked(p) => {
+                let f = &p.follower;
+                let (engine, now) = (&mut *self.engine, self.now);
+                self.hub.unregister(&f.client);
+                self.hub
+                    .detach(engine, f.client, f.subs.as_slice(), p.auth_expires, now);
+                self.hub.leave(engine, key, f.subs.as_slice(), now);
+            }
+            Phase::Streaming(st) => {
+                let f = &st.follower;
+                self.hub
+                    .leave(&mut *self.engine, key, f.subs.as_slice(), self.now);
+                self.hub.unregister(&f.client);
+            }
+            _ => {}
+        }
+        let _ = self.poll.registry().deregister(&mut conn.sock);
+        drop(conn);
+        self.resume_accepting();
+    }
+
 }

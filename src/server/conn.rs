@@ -5,6 +5,9 @@
 //! (edge-triggered), `Interrupted` is retried, and any other error means the connection
 //! is done. The queue holds `Bytes` that may be shared with thousands of other
 //! connections; writes are vectored straight from it.
+//!
+//! Owns one connection's socket and buffers; knows nothing of channels, the hub or the
+//! wheel (its timer key is only stored here).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};

@@ -9,6 +9,9 @@
 //! it is full, reading stops and TCP back-pressure slows the client down until requests
 //! are handled, so every pipelined request is answered and none is cut off. A connection
 //! that uses up its turn yields to the others until the next loop turn.
+//!
+//! Owns request framing and the fairness of turns; answers are written in `respond`,
+//! requests served in `routes`/`handlers`. Touches no hub or engine state.
 
 use bytes::Bytes;
 
@@ -16,7 +19,7 @@ use super::conn::{Conn, Phase, ReadOutcome};
 use super::{Server, PUBLIC_REQUESTS_PER_TURN, REQUESTS_PER_TURN};
 use crate::config::Config;
 use crate::handle::Key;
-use crate::http::request::{self, Head, Status};
+use crate::http::request::{self, Status};
 use crate::http::response::{self, Cors};
 use crate::http::HttpError;
 
@@ -48,7 +51,7 @@ fn body_limit(config: &Config, admin: bool) -> usize {
 }
 
 /// Unsent answers past which further pipelined requests wait.
-fn pipeline_window(config: &Config, admin: bool) -> usize {
+pub(super) fn pipeline_window(config: &Config, admin: bool) -> usize {
     let w = if admin {
         ADMIN_PIPELINE_WINDOW
     } else {
@@ -70,7 +73,7 @@ fn read_limit(config: &Config, admin: bool) -> usize {
 impl Server {
     /// Reads what the socket has, within the buffer limit. Returns false if the
     /// connection is gone (or now only finishing what it was asked).
-    fn read_more(&mut self, key: Key<Conn>) -> bool {
+    pub(super) fn read_more(&mut self, key: Key<Conn>) -> bool {
         let Some(conn) = self.conns.get_mut(key) else {
             return false;
         };
@@ -96,6 +99,7 @@ impl Server {
                 ReadOutcome::Full if discard => continue,
                 ReadOutcome::Open | ReadOutcome::Full => return true,
                 ReadOutcome::Failed => {
+                    self.stats.io_errors += 1;
                     self.close(key);
                     return false;
                 }
@@ -251,167 +255,41 @@ impl Server {
         }
     }
 
-    /// Answers a request the connection cannot recover from (bad framing, oversized
-    /// parts), then closes it, lingering so the client reads the answer.
-    pub(super) fn reject(&mut self, key: Key<Conn>, e: HttpError, cors: Cors) {
-        let parts = response::error(e.status, e.message, false, self.cors.lines(cors), "");
-        if let Some(conn) = self.conns.get_mut(key) {
-            conn.head_request = false;
-        }
-        self.respond_then(key, parts, Phase::Closing { linger: true });
-    }
-
-    /// Answers with a JSON error, keeping the connection if the request allowed it.
-    pub(super) fn respond_error(
-        &mut self,
-        key: Key<Conn>,
-        head: &Head,
-        e: HttpError,
-        cors: Cors,
-        extra: &str,
-    ) {
-        let parts = response::error(
-            e.status,
-            e.message,
-            head.keep_alive,
-            self.cors.lines(cors),
-            extra,
-        );
-        self.respond(key, parts, head.keep_alive);
-    }
-
-    /// Answers 200 with `body` of type `ctype`.
-    pub(super) fn respond_ok(
-        &mut self,
-        key: Key<Conn>,
-        head: &Head,
-        cors: Cors,
-        ctype: &str,
-        body: Bytes,
-    ) {
-        let h = response::head(
-            200,
-            ctype,
-            body.len(),
-            head.keep_alive,
-            self.cors.lines(cors),
-            "",
-        );
-        self.respond(key, [h, body], head.keep_alive);
-    }
-
-    /// Queues a whole response and moves the connection to its next phase.
-    pub(super) fn respond<I: IntoIterator<Item = Bytes>>(
-        &mut self,
-        key: Key<Conn>,
-        parts: I,
-        keep_alive: bool,
-    ) {
-        let next = if keep_alive {
-            // `process_input` moves it on to Idle or the next request.
-            Phase::Ready
-        } else {
-            Phase::Closing { linger: false }
-        };
-        self.respond_then(key, parts, next);
-    }
-
-    /// Queues a whole response (only its head, for a `HEAD` request) and moves the
-    /// connection to `next`.
-    fn respond_then<I: IntoIterator<Item = Bytes>>(
-        &mut self,
-        key: Key<Conn>,
-        parts: I,
-        next: Phase,
-    ) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let head_only = std::mem::take(&mut conn.head_request);
-        for (i, p) in parts.into_iter().enumerate() {
-            if i == 0 {
-                // "HTTP/1.1 NNN ...": remembered for the access log.
-                self.last_status = p
-                    .get(9..12)
-                    .and_then(|d| std::str::from_utf8(d).ok()?.parse().ok())
-                    .unwrap_or(0);
-            } else if head_only {
+    /// Serves the connections that yielded last turn, oldest first, while this turn's
+    /// budget of public requests lasts; the rest keep their place in the queue.
+    pub(super) fn serve_deferred(&mut self) {
+        let mut batch = std::mem::take(&mut self.deferred_input);
+        while let Some(key) = batch.pop_front() {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if !conn.admin && self.turn_requests >= PUBLIC_REQUESTS_PER_TURN {
+                batch.push_front(key);
                 break;
             }
-            conn.queue(p);
+            conn.deferred = false;
+            self.process_input(key);
+            self.drain_pending_input();
         }
-        // A client that has half-closed still gets an answer to every request it sent:
-        // `process_input` closes once none is left.
-        conn.phase = match next {
-            // Pipelined requests after a `Connection: close` one are not answered; read
-            // them out before closing, so the client sees the answer, not a reset.
-            Phase::Closing { linger: false } if !conn.rbuf().is_empty() => {
-                Phase::Closing { linger: true }
-            }
-            other => other,
-        };
-        self.flush(key);
+        // Those not served stay ahead of those that yielded this turn.
+        batch.append(&mut self.deferred_input);
+        self.deferred_input = batch;
     }
 
-    /// Writes what is queued. Closes the connection on error, once a final response is
-    /// out (or lingers first), or when a stream has fallen more than
-    /// `--max-pending-bytes` behind; resumes request handling once back-pressure clears.
-    pub(super) fn flush(&mut self, key: Key<Conn>) {
-        let max_pending = self.config.max_pending_bytes;
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let window = pipeline_window(&self.config, conn.admin);
-        let before = conn.pending();
-        let flushed = match conn.flush(self.now.ms) {
-            Ok(f) => f,
-            Err(_) => return self.close(key),
-        };
-        self.stats.bytes_out += flushed.written as u64;
-        let pending = conn.pending();
-        if pending == 0 {
-            conn.shrink();
-        }
-        match conn.phase {
-            Phase::Closing { linger } if pending == 0 => return self.finish_closing(key, linger),
-            Phase::Streaming(_) if conn.pending_beyond_grace() > max_pending => {
-                return self.drop_slow_consumer(key)
+    /// Puts a connection that still has requests at the back of the queue for the next
+    /// turn (once).
+    pub(super) fn defer(&mut self, key: Key<Conn>) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.deferred {
+                conn.deferred = true;
+                self.deferred_input.push_back(key);
             }
-            Phase::Idle { .. } if pending == 0 && before > 0 => {
-                // The idle clock starts once the last answer is out.
-                conn.phase = Phase::Idle { since: self.now.ms };
-                return self.arm(key);
-            }
-            _ => {}
-        }
-        if before > window && pending <= window && !conn.rbuf().is_empty() {
-            self.pending_input.push(key);
-        }
-        // Output started waiting (the stall clock runs), or drained (a stream's
-        // heartbeat clock runs again): either may want an earlier deadline.
-        if flushed.started_waiting || pending == 0 && before > 0 {
-            self.tighten(key);
         }
     }
 
-    /// The final response is written: close, or first shut our side and read what the
-    /// client still sends (for at most `LINGER_MS`), so it sees our answer, not a reset.
-    fn finish_closing(&mut self, key: Key<Conn>, linger: bool) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if !linger || conn.peer_closed {
-            return self.close(key);
+    pub(super) fn drain_pending_input(&mut self) {
+        while let Some(key) = self.pending_input.pop() {
+            self.process_input(key);
         }
-        let _ = conn.sock.shutdown(std::net::Shutdown::Write);
-        conn.clear_input();
-        conn.shrink();
-        conn.phase = Phase::Lingering {
-            until: self.now.ms + LINGER_MS,
-        };
-        self.arm(key);
-        // What the client sent meanwhile is read (and dropped) now: the socket will not
-        // signal it again.
-        self.read_more(key);
     }
 }

@@ -1,6 +1,7 @@
 //! Connection counts by listener and by what each connection does (parked poll, stream
 //! of each format), kept up to date as connections open, change phase and close, so
 //! `/stats`, `/metrics` and the connection caps never scan the connections.
+//! Reads phases; changes nothing but its counts.
 
 use super::conn::{Conn, Phase};
 use crate::transport::Format;

@@ -1,26 +1,5 @@
 //! The reactor: one mio `Poll`, the public and admin listeners, every connection in a
 //! generation-checked slab, and the timer wheel. Only this module and its children touch
-//! sockets.
-//!
-//! The loop sleeps exactly until the next timer is due or a socket is ready, handles the
-//! ready sockets (draining each until `WouldBlock`, as mio's edge-triggered readiness
-//! requires), then fires due timers. A failing connection is closed and counted; only a
-//! failing `Poll` ends `run`.
-//!
-//! Every connection always has exactly one armed timer; `timers` computes its deadline
-//! from the connection's state (its phase, and how long its unsent output has not moved)
-//! and decides what a firing means.
-//!
-//! Children: `accept` (listeners, connection caps, the descriptor reserve of the admin
-//! listener), `conn` (one connection's buffers and I/O), `kinds` (connection counts by
-//! kind), `timers` (every connection's one timer), `http_io` (request framing and
-//! responses), `routes` (which handler serves which path), `longpoll` (parking and
-//! answering polls), `stream` (the streaming transports), `clients` (client ids,
-//! long-poll sessions between polls, control requests), `admin` (publishing and channel
-//! info), `manage` (admin auth, channel list and delete, stats, metrics), `shutdown`.
-
-//! The reactor: one mio `Poll`, the public and admin listeners, every connection in a
-//! generation-checked slab, and the timer wheel. Only this module and its children touch
 //! sockets. Channel logs are the engine's and subscribers the hub's: the reactor holds
 //! both and calls them, but keeps no channel or subscriber state of its own.
 //!
@@ -37,9 +16,9 @@
 //! Children: `accept` (listeners, connection caps, the descriptor reserve of the admin
 //! listener), `conn` (one connection's buffers and I/O), `kinds` (connection counts by
 //! kind), `timers` (every connection's one timer), `http_io` (request framing and
-//! responses), `routes` (which handler serves which path), `handlers` (one file per
-//! endpoint family), `fanout` (engine events to subscribers), `stats` (counters),
-//! `shutdown`.
+//! fair turns), `respond` (queueing and flushing answers), `routes` (which handler serves
+//! which path), `handlers` (one file per endpoint family), `fanout` (engine events to
+//! subscribers), `stats` (counters), `shutdown`.
 
 mod accept;
 mod conn;
@@ -48,6 +27,7 @@ mod handlers;
 mod http_io;
 mod kinds;
 mod routes;
+mod respond;
 mod shutdown;
 mod stats;
 mod timers;
@@ -359,74 +339,4 @@ impl Server {
         }
     }
 
-    /// Closes a connection and frees everything it held.
-    fn close(&mut self, key: Key<Conn>) {
-        let Some(mut conn) = self.conns.remove(key) else {
-            return;
-        };
-        if let Some(t) = conn.timer.take() {
-            self.wheel.cancel(t);
-        }
-        self.kinds.closed(&conn);
-        match std::mem::replace(&mut conn.phase, conn::Phase::Ready) {
-            // The client may poll again: its session outlives the connection (and holds
-            // its channels before the poll lets go of them).
-            conn::Phase::Parked(p) => {
-                let f = &p.follower;
-                let (engine, now) = (&mut *self.engine, self.now);
-                self.hub.unregister(&f.client);
-                self.hub
-                    .detach(engine, f.client, f.subs.as_slice(), p.auth_expires, now);
-                self.hub.leave(engine, key, f.subs.as_slice(), now);
-            }
-            conn::Phase::Streaming(st) => {
-                let f = &st.follower;
-                self.hub
-                    .leave(&mut *self.engine, key, f.subs.as_slice(), self.now);
-                self.hub.unregister(&f.client);
-            }
-            _ => {}
-        }
-        let _ = self.poll.registry().deregister(&mut conn.sock);
-        drop(conn);
-        self.resume_accepting();
-    }
-
-    /// Serves the connections that yielded last turn, oldest first, while this turn's
-    /// budget of public requests lasts; the rest keep their place in the queue.
-    fn serve_deferred(&mut self) {
-        let mut batch = std::mem::take(&mut self.deferred_input);
-        while let Some(key) = batch.pop_front() {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            if !conn.admin && self.turn_requests >= PUBLIC_REQUESTS_PER_TURN {
-                batch.push_front(key);
-                break;
-            }
-            conn.deferred = false;
-            self.process_input(key);
-            self.drain_pending_input();
-        }
-        // Those not served stay ahead of those that yielded this turn.
-        batch.append(&mut self.deferred_input);
-        self.deferred_input = batch;
-    }
-
-    /// Puts a connection that still has requests at the back of the queue for the next
-    /// turn (once).
-    fn defer(&mut self, key: Key<Conn>) {
-        if let Some(conn) = self.conns.get_mut(key) {
-            if !conn.deferred {
-                conn.deferred = true;
-                self.deferred_input.push_back(key);
-            }
-        }
-    }
-
-    fn drain_pending_input(&mut self) {
-        while let Some(key) = self.pending_input.pop() {
-            self.process_input(key);
-        }
-    }
 }

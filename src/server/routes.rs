@@ -1,6 +1,7 @@
 //! Which handler serves which request: paths per listener, allowed methods (405 with
 //! `Allow`), CORS preflight, unknown paths (404), the admin token check, and the access
 //! log. The handlers are in `handlers/`.
+//! Touches no hub or engine state itself.
 
 use bytes::Bytes;
 
@@ -149,7 +150,7 @@ impl Server {
                 "Allow: {allow}\r\nAccess-Control-Allow-Methods: {allow}\r\nAccess-Control-Allow-Headers: Content-Type, Authorization, Last-Event-ID\r\nAccess-Control-Max-Age: 86400\r\n"
             );
             let h = response::head(204, "", 0, head.keep_alive, self.cors.lines(cors), &extra);
-            return self.respond(key, [h], head.keep_alive);
+            return self.respond(key, 204, [h], head.keep_alive);
         }
         // Load-balancer probes carry no token, and `/healthz` tells nothing but that the
         // gateway answers.

@@ -4,6 +4,8 @@
 //! `reconnect` carrying its cursor, closes idle connections, and lets the rest flush; the
 //! reactor returns once no connection is left or `--shutdown-timeout` has passed. A second
 //! signal returns at once.
+//! Goes through the handlers' own ways of ending a poll or a stream; holds no state of
+//! its own but the self-pipe.
 
 use std::io::{self, Read};
 

@@ -1,5 +1,6 @@
 //! The server's counters, and `/stats` (JSON) and `/metrics` (Prometheus text) built
 //! from them, from the connection counts, and from the engine's and the hub's counts.
+//! Reads counts; changes nothing.
 
 use std::fmt::Write as _;
 

@@ -5,6 +5,9 @@
 //! next deadline; so a timer that fires early (the state moved on) costs one re-arm and
 //! a busy stream, whose writes only move timestamps, never touches the wheel between
 //! heartbeats.
+//!
+//! Owns the connection timers in the reactor's wheel; the hub's and the engine's
+//! deadlines are on their own wheels.
 
 use bytes::Bytes;
 

@@ -9,6 +9,7 @@
 //! because several popular clients (fetch-event-source, httpx-sse) turn a block without
 //! data into an empty message. So the `retry:` hint rides in the first event's block,
 //! and heartbeats are a comment line with no blank line after it.
+//! Touches no connection and no subscriber state.
 
 use bytes::{BufMut, Bytes, BytesMut};
 

@@ -57,7 +57,7 @@ impl Server {
         match result {
             Ok(()) => {
                 let h = response::head(204, "", 0, head.keep_alive, self.cors.lines(cors), "");
-                self.respond(key, [h], head.keep_alive);
+                self.respond(key, 204, [h], head.keep_alive);
             }
             Err(e) => self.respond_error(key, head, e, cors, ""),
         }

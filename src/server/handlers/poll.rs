@@ -46,7 +46,7 @@ impl Server {
             self.check_subscribe_params(q, true).map(|_| {
                 let jsonp = q.get("cb").is_some();
                 let h = transport::poll::head_only(jsonp, self.cors.lines(cors), head.keep_alive);
-                self.respond(key, [h], head.keep_alive);
+                self.respond(key, 200, [h], head.keep_alive);
             })
         } else {
             self.try_poll(key, head, q, cors)
@@ -247,6 +247,6 @@ impl Server {
         keep_alive: bool,
     ) {
         let parts = transport::poll::answer(events, cb, client, self.cors.lines(cors), keep_alive);
-        self.respond(key, parts, keep_alive);
+        self.respond(key, 200, parts, keep_alive);
     }
 }

@@ -156,6 +156,6 @@ impl Server {
             }
         }
         let h = response::head(204, "", 0, head.keep_alive, self.cors.lines(cors), "");
-        self.respond(key, [h], head.keep_alive);
+        self.respond(key, 204, [h], head.keep_alive);
     }
 }

@@ -48,7 +48,7 @@ impl Server {
                         self.cors.lines(cors),
                         "X-Accel-Buffering: no\r\n",
                     );
-                    self.respond(key, [h], head.keep_alive);
+                    self.respond(key, 200, [h], head.keep_alive);
                 })
             }
         } else {
