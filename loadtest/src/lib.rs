@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - `clock`: wall-clock microseconds, the time base of payload stamps and latency.
 //! - [`config`]: flags, loopback-only target check.
 //! - [`framer`]: response bytes to event texts, for each transport.
 //! - [`scan`]: the fields of one event that the account needs.
@@ -13,6 +14,7 @@
 //! - [`report`]: the summary, as text and JSON.
 #![deny(missing_docs)]
 
+mod clock;
 pub mod config;
 pub mod flood;
 pub mod floor;

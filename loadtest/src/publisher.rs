@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::now_us;
 use crate::config::{Config, Kind};
-use crate::run::now_us;
 
 /// One blocking request to the admin listener on a kept-alive connection.
 pub(crate) struct Admin {

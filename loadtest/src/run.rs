@@ -6,12 +6,13 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::clock::now_us;
 use crate::config::{Config, Kind};
 use crate::framer::{Framer, Status, Transport};
 use crate::publisher::{publisher, Admin, Published};
@@ -56,12 +57,6 @@ fn new_framer(cfg: &Config) -> Framer {
         Kind::Gateway => Framer::new(cfg.transport),
         Kind::Nchan => Framer::raw(cfg.transport),
     }
-}
-
-pub(crate) fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Runs a whole load test and returns its summary.
