@@ -2,11 +2,12 @@
 //!
 //! # Layout
 //!
-//! - `clock`: wall-clock microseconds, the time base of payload stamps and latency.
+//! - `clock`: wall-clock microseconds (the time base of stamps and latency) and the
+//!   schedule of a steady publishing rate.
 //! - [`config`]: flags, loopback-only target check.
 //! - [`framer`]: response bytes to event texts, for each transport.
 //! - [`scan`]: the fields of one event that the account needs.
-//! - `publisher`: the thread that posts stamped, numbered messages.
+//! - `publisher`: the thread that posts numbered messages stamped with their due time.
 //! - [`run`]: the mio loop over a flat subscriber table, the publisher, the account.
 //! - [`floor`]: the bare cost of fan-out (one write per socket per message), to compare.
 //! - [`flood`]: `comet-flood`, hostile traffic (channel-table exhaustion, session flood,

@@ -6,7 +6,8 @@
 /// One event, as far as the generator cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<'a> {
-    /// A message: its channel, seq and the publish time stamped into the payload (µs).
+    /// A message: its channel, seq and the time stamped into the payload (µs: when the
+    /// publisher was due to send it).
     Data {
         /// Channel name.
         channel: &'a str,
