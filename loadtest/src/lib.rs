@@ -8,7 +8,10 @@
 //! - [`framer`]: response bytes to event texts, for each transport.
 //! - [`scan`]: the fields of one event that the account needs.
 //! - `publisher`: the thread that posts numbered messages stamped with their due time.
-//! - [`run`]: the mio loop over a flat subscriber table, the publisher, the account.
+//! - [`run`](mod@run): the run's state machine, one mio loop over a flat subscriber table; in it
+//!   `subscriber` (sockets, requests, open and ready counts), `serve` (one socket event),
+//!   `account` (per-channel accounts, latency, what is still due), `publishing` (the
+//!   phase and the publisher thread) and `tick` (churn, progress line).
 //! - [`floor`]: the bare cost of fan-out (one write per socket per message), to compare.
 //! - [`flood`]: `comet-flood`, hostile traffic (channel-table exhaustion, session flood,
 //!   never-reading pipeliners) counted by outcome.
