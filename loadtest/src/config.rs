@@ -1,4 +1,7 @@
-//! Command-line flags of `comet-loadtest`.
+//! Command-line flags of `comet-loadtest` ([`Config`], [`Kind`], [`Sources`]), their
+//! parsers (durations and source ranges, shared with `comet-flood`) and the checks that
+//! refuse remote targets and impossible shapes. Pure: it opens no socket, reads no clock
+//! and knows nothing of the run.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
