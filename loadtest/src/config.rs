@@ -1,4 +1,7 @@
-//! Command-line flags of `comet-loadtest`.
+//! Command-line flags of `comet-loadtest` ([`Config`], [`Kind`], [`Sources`]), their
+//! parsers (durations and source ranges, shared with `comet-flood`) and the checks that
+//! refuse remote targets and impossible shapes. Pure: it opens no socket, reads no clock
+//! and knows nothing of the run.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -108,7 +111,9 @@ pub struct Config {
     #[arg(long, value_parser = parse_source_flag)]
     pub source: Option<Sources>,
 
-    /// Messages published per second, over all channels (0: only --burst).
+    /// Messages published per second, over all channels (0: only --burst). Each one is
+    /// stamped with the time it was due at this rate, not the time it was sent, so a
+    /// publisher that falls behind shows its delay in the latency (no coordinated omission).
     #[arg(long, default_value_t = 100)]
     pub rate: u64,
 

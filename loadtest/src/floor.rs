@@ -4,7 +4,8 @@
 //! reach on this machine, so the gateway's rate can be stated as a share of it.
 //!
 //! The writer is this binary again (`--floor-serve`), so that the 2 × N descriptors are
-//! split over two processes as they are in a gateway run.
+//! split over two processes as they are in a gateway run. It owns its own sockets and the
+//! writer child; it never talks to a gateway and shares nothing with the run.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener};

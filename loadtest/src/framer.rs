@@ -1,6 +1,7 @@
 //! Turns the bytes of one subscriber connection into event texts: the HTTP response head,
 //! then a `Content-Length` body (a poll answer) or a chunked body in one of the three
-//! stream formats. Pure: bytes in, events out.
+//! stream formats. Pure: bytes in, events out; it owns one connection's framing state and
+//! never touches its socket, an account or an error count.
 
 use crate::scan;
 

@@ -2,17 +2,23 @@
 //!
 //! # Layout
 //!
+//! - `clock`: wall-clock microseconds (the time base of stamps and latency) and the
+//!   schedule of a steady publishing rate.
 //! - [`config`]: flags, loopback-only target check.
 //! - [`framer`]: response bytes to event texts, for each transport.
 //! - [`scan`]: the fields of one event that the account needs.
-//! - `publisher`: the thread that posts stamped, numbered messages.
-//! - [`run`]: the mio loop over a flat subscriber table, the publisher, the account.
+//! - `publisher`: the thread that posts numbered messages stamped with their due time.
+//! - [`run`](mod@run): the run's state machine, one mio loop over a flat subscriber table; in it
+//!   `subscriber` (sockets, requests, open and ready counts), `serve` (one socket event),
+//!   `account` (per-channel accounts, latency, what is still due), `publishing` (the
+//!   phase and the publisher thread) and `tick` (churn, progress line).
 //! - [`floor`]: the bare cost of fan-out (one write per socket per message), to compare.
 //! - [`flood`]: `comet-flood`, hostile traffic (channel-table exhaustion, session flood,
 //!   never-reading pipeliners) counted by outcome.
 //! - [`report`]: the summary, as text and JSON.
 #![deny(missing_docs)]
 
+mod clock;
 pub mod config;
 pub mod flood;
 pub mod floor;

@@ -1,4 +1,6 @@
-//! The `comet-loadtest` binary: parses flags, runs, prints the summary.
+//! The `comet-loadtest` binary: parses flags, runs (or measures the floor), prints the
+//! summary and writes its JSON, and picks the exit code (0 clean, 1 not clean or failed, 2
+//! bad flags). It holds no logic of the run itself.
 
 use clap::Parser;
 use comet_loadtest::{floor, run, Config};

@@ -1,6 +1,10 @@
 //! The publisher: posts time-stamped, numbered messages to the server's publish endpoint
 //! on one kept-alive connection, at the configured rate and/or as a burst, and reports
 //! the last seq it got per channel so the run knows what every subscriber was due.
+//!
+//! It owns the admin connection and the payload format (`t=<µs>;n=<number>;x…`, read back
+//! by [`crate::scan`]); it never touches a subscriber, the account or the summary, and
+//! knows the run only through what it returns ([`Published`]).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdStream};
@@ -8,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::{now_us, Schedule};
 use crate::config::{Config, Kind};
-use crate::run::now_us;
 
 /// One blocking request to the admin listener on a kept-alive connection.
 pub(crate) struct Admin {
@@ -99,8 +103,10 @@ pub(crate) struct Published {
     pub(crate) elapsed: Duration,
 }
 
-fn payload(size: usize, n: u64) -> String {
-    let stamp = format!("t={};n={n};", now_us());
+/// The payload of message number `n`: `t=<stamp_us>;n=<n>;` padded with `x` to `size`
+/// bytes. `stamp_us` is the time the latency is measured from (see [`publisher`]).
+fn payload(size: usize, stamp_us: u64, n: u64) -> String {
+    let stamp = format!("t={stamp_us};n={n};");
     let mut p = String::with_capacity(size);
     p.push_str(&stamp);
     while p.len() < size {
@@ -109,6 +115,17 @@ fn payload(size: usize, n: u64) -> String {
     p
 }
 
+/// The publisher thread: `--burst` messages back to back, then `--rate` messages per
+/// second until `--duration` has passed since it started or `stop` is set, round robin
+/// over the channels.
+///
+/// Coordinated omission: a steady-rate message is stamped with the time it was *due* on
+/// the schedule (the start of the steady phase + k / `--rate`), not the time it was sent.
+/// When the publisher falls behind (a slow publish answer, a stalled server), it sends the
+/// overdue messages back to back without sleeping, and their latency includes how late
+/// they went out, as wrk2 measures it, instead of hiding the stall. Burst messages have no
+/// schedule (they are due as fast as the admin listener answers), so each carries the time
+/// it was sent.
 pub(crate) fn publisher(cfg: Config, names: Vec<String>, stop: Arc<AtomicBool>) -> Published {
     let started = Instant::now();
     let mut out = Published {
@@ -126,11 +143,12 @@ pub(crate) fn publisher(cfg: Config, names: Vec<String>, stop: Arc<AtomicBool>) 
     };
     let mut i = 0usize;
     let mut counts = vec![0u64; names.len()];
-    let mut publish_one = |out: &mut Published, admin: &mut Admin| {
+    let mut publish_one = |out: &mut Published, admin: &mut Admin, stamp_us: u64| {
         let ch = i % names.len();
         i += 1;
         counts[ch] += 1;
-        match admin.publish(&names[ch], &payload(cfg.size, counts[ch]), counts[ch]) {
+        let body = payload(cfg.size, stamp_us, counts[ch]);
+        match admin.publish(&names[ch], &body, counts[ch]) {
             Ok(seq) => {
                 out.last[ch] = Some(seq);
                 out.count += 1;
@@ -139,19 +157,34 @@ pub(crate) fn publisher(cfg: Config, names: Vec<String>, stop: Arc<AtomicBool>) 
         }
     };
     for _ in 0..cfg.burst {
-        publish_one(&mut out, &mut admin);
+        publish_one(&mut out, &mut admin, now_us());
     }
     if cfg.rate > 0 {
-        let interval = Duration::from_secs_f64(1.0 / cfg.rate as f64);
-        let mut next = Instant::now();
+        let schedule = Schedule::starting_now(cfg.rate);
+        let mut k = 0u64;
         while started.elapsed() < cfg.duration && !stop.load(Ordering::Relaxed) {
-            publish_one(&mut out, &mut admin);
-            next += interval;
-            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            publish_one(&mut out, &mut admin, schedule.due_us(k));
+            k += 1;
+            if let Some(wait) = schedule.due(k).checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
         }
     }
     out.elapsed = started.elapsed();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan;
+
+    #[test]
+    fn the_payload_carries_the_stamp_it_is_given_in_the_format_scan_reads() {
+        let p = payload(64, 1_700_000_000_123_456, 42);
+        assert_eq!(p.len(), 64);
+        assert!(p.starts_with("t=1700000000123456;n=42;x"), "{p}");
+        assert_eq!(scan::stamp(&p), Some(1_700_000_000_123_456));
+        assert_eq!(scan::payload_seq(&p), Some(42));
+    }
 }

@@ -1,4 +1,7 @@
-//! The run's summary: printed for people, written as JSON for scripts.
+//! The run's summary: printed for people, written as JSON for scripts. It owns the
+//! [`Summary`] and [`Errors`] and both formats, which scripts and tests parse (change
+//! neither lightly), and reads a server's RSS from `/proc`; it never touches a socket or
+//! the run's state: the run fills a summary in at its end.
 
 use std::fmt::Write as _;
 

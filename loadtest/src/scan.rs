@@ -1,12 +1,14 @@
 //! Pulls the fields the generator checks out of one gateway event. The gateway's events are
 //! flat JSON objects with script-safe escaping, so a field is found by its key; this is
 //! far cheaper than a full JSON parse per delivery, which would make the generator the
-//! bottleneck.
+//! bottleneck. It also reads back the generator's own payload stamp (`t=`, `n=`). Pure
+//! functions over text: no state, no socket, no account.
 
 /// One event, as far as the generator cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<'a> {
-    /// A message: its channel, seq and the publish time stamped into the payload (µs).
+    /// A message: its channel, seq and the time stamped into the payload (µs: when the
+    /// publisher was due to send it).
     Data {
         /// Channel name.
         channel: &'a str,

@@ -27,7 +27,8 @@
 //! - `counters`: what is counted ([`Counters`], [`Second`], [`Summary`]) and its JSON.
 //! - `wire`: request bytes ([`poll_request`], [`Rng`]) and answer framing
 //!   ([`parse_response`], [`count_resets`]).
-//! - `engine`: the connection table and each connection's life, driven by mio events.
+//! - `engine`: the connection table, the pools, their connect budget and the timers; in
+//!   it, `conn`: each connection's life, driven by mio events.
 //! - [`run`] (here): the loop that drives the engine for `--duration` and sums it up.
 
 mod config;

@@ -117,7 +117,7 @@ pub struct Rng(u64);
 impl Rng {
     /// Seeded from the clock and the process id (never 0).
     pub fn new() -> Rng {
-        let t = crate::run::now_us() ^ ((std::process::id() as u64) << 32);
+        let t = crate::clock::now_us() ^ ((std::process::id() as u64) << 32);
         Rng(t | 1)
     }
 
