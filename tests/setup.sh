@@ -13,7 +13,7 @@ if [ ! -d browser/node_modules/playwright-core ]; then
   echo "tests/setup.sh: installing playwright-core"
   (cd browser && npm ci --no-audit --no-fund --silent)
 fi
-# The SSE client-library tests (tests/sse_clients.rs): npm packages pinned in
+# The SSE client-library tests (tests/sse_clients_*.rs): npm packages pinned in
 # tests/sse/package-lock.json, and httpx-sse with httpx (pinned in tests/sse/requirements.txt,
 # from PyPI) in a Python 3.11 venv at tests/sse/.venv. Each is reinstalled only when what is
 # installed differs from the pins.

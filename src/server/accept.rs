@@ -329,5 +329,4 @@ impl Server {
         drop(conn);
         self.resume_accepting();
     }
-
 }

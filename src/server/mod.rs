@@ -26,8 +26,8 @@ mod fanout;
 mod handlers;
 mod http_io;
 mod kinds;
-mod routes;
 mod respond;
+mod routes;
 mod shutdown;
 mod stats;
 mod timers;
@@ -338,5 +338,4 @@ impl Server {
             }
         }
     }
-
 }

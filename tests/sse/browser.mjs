@@ -9,7 +9,7 @@
 // The page and the libraries' files are served by playwright routes under
 // BASE_URL/__sse-test/ (same origin as the gateway, no bundler: the ES module files of
 // fetch-event-source are served as they are, their extension-less imports mapped to .js).
-// Prints one JSON line per thing the library reports (see tests/sse_clients.rs):
+// Prints one JSON line per thing the library reports (see tests/sse_common/):
 //   {"kind":"request","url":…,"lastEventId":…}  a connection attempt to /events
 //   {"kind":"open"} / {"kind":"error","message":…} / {"kind":"close"}
 //   {"kind":"message","event":…,"data":RAW,"id":…,"json":PARSED|null,"error":null|TEXT}

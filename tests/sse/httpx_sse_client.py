@@ -10,7 +10,7 @@ httpx-sse and also retries on the other transport errors a killed server causes
 (`RemoteProtocolError` for a chunked body cut short, `ConnectError` while it is down) and
 on a stream the server ends.
 
-Prints one JSON line per thing the library reports (see tests/sse_clients.rs):
+Prints one JSON line per thing the library reports (see tests/sse_common/):
   {"kind":"request","url":…,"lastEventId":…}  a connection attempt
   {"kind":"open","status":…,"contentType":…} / {"kind":"error","message":…}
   {"kind":"message","event":…,"data":RAW,"id":…,"retry":…,"json":PARSED|null,"error":null|TEXT}

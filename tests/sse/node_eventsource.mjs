@@ -1,7 +1,7 @@
 // The gateway's /events endpoint read by the npm `eventsource` package (Node.js), which
 // reconnects by itself and resends the last event id as the Last-Event-ID header.
 //   node tests/sse/node_eventsource.mjs BASE_URL CHANNEL
-// Prints one JSON line per thing the library reports (see tests/sse_clients.rs):
+// Prints one JSON line per thing the library reports (see tests/sse_common/):
 //   {"kind":"request","url":…,"lastEventId":…}  a connection attempt (from its fetch hook)
 //   {"kind":"open"} / {"kind":"error","message":…}
 //   {"kind":"message","event":…,"data":RAW,"id":…,"json":PARSED|null,"error":null|TEXT}
