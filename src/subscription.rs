@@ -19,6 +19,16 @@ pub struct Wanted {
 /// Parses the channel names of `channel=` (comma list or repeated): at least one, at
 /// most `max`, each valid, none twice.
 pub fn parse_names(q: &Query, max: usize) -> Result<Vec<&str>, HttpError> {
+    names(q, max, false)
+}
+
+/// The channel names of an unsubscribe: at least one, each valid; repeats and names the
+/// subscriber does not follow are harmless there.
+pub fn parse_names_to_drop(q: &Query) -> Result<Vec<&str>, HttpError> {
+    names(q, usize::MAX, true)
+}
+
+fn names(q: &Query, max: usize, repeats_ok: bool) -> Result<Vec<&str>, HttpError> {
     let mut names: Vec<&str> = Vec::new();
     for name in q.list("channel") {
         if !valid_name(name) {
@@ -31,6 +41,9 @@ pub fn parse_names(q: &Query, max: usize) -> Result<Vec<&str>, HttpError> {
             return Err(HttpError::new(400, "too many channels in one request"));
         }
         if names.contains(&name) {
+            if repeats_ok {
+                continue;
+            }
             return Err(HttpError::new(400, "channel named twice"));
         }
         names.push(name);
@@ -147,6 +160,11 @@ mod tests {
         assert_eq!(parse("channel=a&seq=1,2"), Err(400));
         assert_eq!(parse("channel=a&seq=-1"), Err(400));
         assert_eq!(parse("channel=a&seq=99999999999999999999999"), Err(400));
+        let q = Query::parse("channel=a,a,b").unwrap();
+        assert_eq!(parse_names_to_drop(&q).unwrap(), ["a", "b"]);
+        assert_eq!(parse_names(&q, 8).map_err(|e| e.status), Err(400));
+        let q = Query::parse("channel=a,b%20c").unwrap();
+        assert_eq!(parse_names_to_drop(&q).map_err(|e| e.status), Err(400));
     }
 
     #[test]

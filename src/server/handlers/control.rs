@@ -90,7 +90,7 @@ impl Server {
                 }
             }
             (target, Action::Unsubscribe) => {
-                let names = subscription::parse_names(q, self.hub.max_channels())?;
+                let names = subscription::parse_names_to_drop(q)?;
                 match target {
                     ClientRef::Session(sk) => {
                         self.hub

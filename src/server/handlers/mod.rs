@@ -30,7 +30,8 @@ impl Server {
         if poll && q.get("channel").is_none() {
             return Ok(());
         }
-        let names = subscription::parse_names(q, self.hub.max_channels())?;
+        let wanted = subscription::parse_channels(q, self.hub.max_channels())?;
+        let names: Vec<&str> = wanted.iter().map(|w| w.channel.as_str()).collect();
         self.authorize(q, &names).map(|_| ())
     }
 }
