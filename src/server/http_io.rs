@@ -22,6 +22,7 @@ use crate::handle::Key;
 use crate::http::request::{self, Status};
 use crate::http::response::{self, Cors};
 use crate::http::HttpError;
+use crate::transport::Input;
 
 /// Spare room in an admin connection's read buffer beyond one maximal request, for
 /// pipelined publishes.
@@ -82,10 +83,12 @@ impl Server {
             let outcome = conn.read_all(&mut self.scratch, limit);
             // Streams, and connections whose last answer is out or on its way, read
             // only to drop what arrives (so a client still sending gets to read).
-            let discard = matches!(
-                conn.phase,
-                Phase::Streaming(_) | Phase::Closing { .. } | Phase::Lingering { .. }
-            );
+            // What a stream's client sends is its transport's business.
+            let discard = match &conn.phase {
+                Phase::Streaming(st) => st.out.input() == Input::Discard,
+                Phase::Closing { .. } | Phase::Lingering { .. } => true,
+                _ => false,
+            };
             if discard {
                 if !conn.rbuf().is_empty() {
                     if let Phase::Closing { linger } = &mut conn.phase {

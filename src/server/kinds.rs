@@ -15,23 +15,15 @@ pub(super) struct Kinds {
     pub admin: u64,
     /// Parked long-polls.
     pub parked: u64,
-    /// `/stream` streams.
-    pub ndjson: u64,
-    /// `/iframe` streams.
-    pub iframe: u64,
-    /// `/events` streams.
-    pub sse: u64,
+    /// Streams of each format, indexed by `Format::index`.
+    pub streams: [u64; Format::ALL.len()],
 }
 
 impl Kinds {
     fn slot(&mut self, phase: &Phase) -> Option<&mut u64> {
         match phase {
             Phase::Parked(_) => Some(&mut self.parked),
-            Phase::Streaming(st) => Some(match st.out.format() {
-                Format::Ndjson => &mut self.ndjson,
-                Format::Iframe => &mut self.iframe,
-                Format::Sse => &mut self.sse,
-            }),
+            Phase::Streaming(st) => Some(&mut self.streams[st.out.format().index()]),
             _ => None,
         }
     }

@@ -63,9 +63,9 @@ impl Endpoint<'_> {
                 "/comet.js" => Some(Endpoint::Static(COMET_JS.as_bytes(), ctype::JS)),
                 "/comet.mjs" => Some(Endpoint::Static(COMET_MJS.as_bytes(), ctype::JS)),
                 "/demo/pub" => Some(Endpoint::DemoPublish),
-                "/stream" => Some(Endpoint::Stream(Format::Ndjson)),
-                "/iframe" => Some(Endpoint::Stream(Format::Iframe)),
-                "/events" => Some(Endpoint::Stream(Format::Sse)),
+                _ if Format::from_path(path).is_some() => {
+                    Format::from_path(path).map(Endpoint::Stream)
+                }
                 _ => {
                     let rest = path.strip_prefix("/clients/")?;
                     let (id, action) = rest.split_once('/')?;

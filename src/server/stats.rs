@@ -10,6 +10,7 @@ use super::kinds::Kinds;
 use crate::engine::EngineStats;
 use crate::hub::HubStats;
 use crate::json;
+use crate::transport::Format;
 
 /// Counters the server keeps (the management API exposes them).
 #[derive(Clone, Copy, Debug, Default)]
@@ -72,9 +73,9 @@ impl Report {
                     .num("admin", k.admin)
                     .num("parked_polls", k.parked)
                     .obj("streams", |o| {
-                        o.num("stream", k.ndjson)
-                            .num("iframe", k.iframe)
-                            .num("events", k.sse);
+                        for f in Format::ALL {
+                            o.num(&f.path()[1..], k.streams[f.index()]);
+                        }
                     });
             })
             .num("sessions", self.sessions)
@@ -111,18 +112,23 @@ impl Report {
                 let _ = writeln!(out, "comet_{name}{labels} {v}");
             }
         };
+        let mut kinds = vec![
+            ("{kind=\"public\"}".to_string(), k.public),
+            ("{kind=\"admin\"}".to_string(), k.admin),
+            ("{kind=\"parked_poll\"}".to_string(), k.parked),
+        ];
+        for f in Format::ALL {
+            kinds.push((
+                format!("{{kind=\"{}\"}}", &f.path()[1..]),
+                k.streams[f.index()],
+            ));
+        }
+        let kinds: Vec<(&str, u64)> = kinds.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         metric(
             "connections",
             "gauge",
             "Open client connections by kind.",
-            &[
-                ("{kind=\"public\"}", k.public),
-                ("{kind=\"admin\"}", k.admin),
-                ("{kind=\"parked_poll\"}", k.parked),
-                ("{kind=\"stream\"}", k.ndjson),
-                ("{kind=\"iframe\"}", k.iframe),
-                ("{kind=\"events\"}", k.sse),
-            ],
+            &kinds,
         );
         let simple: [(&str, &str, &str, u64); 14] = [
             (

@@ -15,8 +15,53 @@ pub mod stream;
 use bytes::Bytes;
 
 use crate::engine::Message;
+use crate::http::query::Query;
 use crate::http::response;
+use crate::http::HttpError;
+use crate::subscription;
 pub use stream::{parse_cursor, Format};
+
+/// What a stream request asks of its transport, checked: the transport's state, and
+/// the cursors the request carries in a transport-specific way (EventSource's
+/// `Last-Event-ID`), which override the `seq=` of the URL.
+#[derive(Debug)]
+pub struct StreamRequest<'a> {
+    /// The stream's transport state.
+    pub out: StreamOut,
+    /// `(channel, seq)` pairs to resume from.
+    pub resume: Vec<(&'a str, u64)>,
+}
+
+impl<'a> StreamRequest<'a> {
+    /// Checks what a request for a stream of `format` carries for its transport: the
+    /// iframe's callback `cb=` (required), EventSource's resume point (the
+    /// `Last-Event-ID` header, or `lastEventId=` from polyfills that cannot set it; the
+    /// header wins).
+    pub fn parse(
+        format: Format,
+        http10: bool,
+        q: &'a Query,
+        last_event_id: Option<&'a str>,
+    ) -> Result<StreamRequest<'a>, HttpError> {
+        let cb = subscription::parse_callback(q)?;
+        let cb: Box<str> = match (format, cb) {
+            (Format::Iframe, None) => return Err(HttpError::new(400, "missing cb")),
+            (Format::Iframe, Some(cb)) => cb,
+            _ => "".into(),
+        };
+        let resume = match format {
+            Format::Sse => last_event_id
+                .or(q.get("lastEventId"))
+                .map(parse_cursor)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        Ok(StreamRequest {
+            out: StreamOut::new(format, http10, cb),
+            resume,
+        })
+    }
+}
 
 /// What the reactor does with bytes a client sends on an open stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +149,8 @@ impl StreamOut {
 
     /// What to do with bytes the client sends.
     pub fn input(&self) -> Input {
-        Input::Discard
+        match self.format {
+            Format::Ndjson | Format::Iframe | Format::Sse => Input::Discard,
+        }
     }
 }

@@ -29,6 +29,29 @@ pub enum Format {
 }
 
 impl Format {
+    /// Every stream format, in the order `/stats` lists them.
+    pub const ALL: [Format; 3] = [Format::Ndjson, Format::Iframe, Format::Sse];
+
+    /// Its place in `ALL` (per-format counters are arrays).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The endpoint that serves it, which is also its name in `/stats` and `/metrics`
+    /// without the slash.
+    pub fn path(self) -> &'static str {
+        match self {
+            Format::Ndjson => "/stream",
+            Format::Iframe => "/iframe",
+            Format::Sse => "/events",
+        }
+    }
+
+    /// The format served at `path`.
+    pub fn from_path(path: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.path() == path)
+    }
+
     /// The response's content type.
     pub fn content_type(self) -> &'static str {
         match self {

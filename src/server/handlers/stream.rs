@@ -23,7 +23,7 @@ use crate::server::conn::{Conn, Phase, Stream};
 use crate::server::fanout::queue_message;
 use crate::server::{after, ms, Server};
 use crate::subscription::{self, ClientId};
-use crate::transport::{self, Format, StreamOut};
+use crate::transport::{Format, StreamRequest};
 
 impl Server {
     /// Handles `GET /stream`, `GET /iframe` and `GET /events` (and `HEAD`: checked,
@@ -37,11 +37,9 @@ impl Server {
         format: Format,
     ) {
         let result = if head.method == Method::Head {
-            let cb_needed = format == Format::Iframe && q.get("cb").is_none();
-            if cb_needed {
-                Err(HttpError::new(400, "missing cb"))
-            } else {
-                self.check_subscribe_params(q, false).map(|_| {
+            StreamRequest::parse(format, head.http10, q, head.last_event_id.as_deref())
+                .and_then(|_| self.check_subscribe_params(q, false))
+                .map(|_| {
                     let h = response::head_without_length(
                         format.content_type(),
                         head.keep_alive,
@@ -50,7 +48,6 @@ impl Server {
                     );
                     self.respond(key, 200, [h], head.keep_alive);
                 })
-            }
         } else {
             self.try_stream(key, head, q, cors, format)
         };
@@ -70,22 +67,10 @@ impl Server {
         let mut wanted = subscription::parse_channels(q, self.hub.max_channels())?;
         let names: Vec<&str> = wanted.iter().map(|w| w.channel.as_str()).collect();
         let expires = self.authorize(q, &names)?;
-        let cb = subscription::parse_callback(q)?;
-        let cb: Box<str> = match (format, cb) {
-            (Format::Iframe, None) => return Err(HttpError::new(400, "missing cb")),
-            (Format::Iframe, Some(cb)) => cb,
-            _ => "".into(),
-        };
-        if format == Format::Sse {
-            // The browser's resume point overrides the seqs of the URL; polyfills that
-            // cannot set the header send it as `lastEventId=` (the header wins).
-            let last = head.last_event_id.as_deref().or(q.get("lastEventId"));
-            if let Some(last) = last {
-                for (name, seq) in transport::parse_cursor(last) {
-                    if let Some(w) = wanted.iter_mut().find(|w| w.channel == name) {
-                        w.seq = Some(seq);
-                    }
-                }
+        let request = StreamRequest::parse(format, head.http10, q, head.last_event_id.as_deref())?;
+        for (name, seq) in request.resume {
+            if let Some(w) = wanted.iter_mut().find(|w| w.channel == name) {
+                w.seq = Some(seq);
             }
         }
         if self.conns.get(key).is_some_and(|c| c.peer_closed) {
@@ -113,7 +98,7 @@ impl Server {
         }
         self.hub.attach(key, &mut subs);
         let cursor = self.hub.cursor(&subs);
-        let out = StreamOut::new(format, head.http10, cb);
+        let out = request.out;
         let end_ms = after(now.ms, self.config.stream_max_age).min(now.ms_of_unix(expires));
         let id = client.to_string();
         let stream_head = out.head(self.cors.lines(cors), &id);
