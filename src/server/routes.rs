@@ -63,10 +63,10 @@ impl Endpoint<'_> {
                 "/comet.js" => Some(Endpoint::Static(COMET_JS.as_bytes(), ctype::JS)),
                 "/comet.mjs" => Some(Endpoint::Static(COMET_MJS.as_bytes(), ctype::JS)),
                 "/demo/pub" => Some(Endpoint::DemoPublish),
-                _ if Format::from_path(path).is_some() => {
-                    Format::from_path(path).map(Endpoint::Stream)
-                }
                 _ => {
+                    if let Some(format) = Format::from_path(path) {
+                        return Some(Endpoint::Stream(format));
+                    }
                     let rest = path.strip_prefix("/clients/")?;
                     let (id, action) = rest.split_once('/')?;
                     Some(Endpoint::Control(id, Action::parse(action)?))
