@@ -4,8 +4,9 @@
 //! expiry on its own timer wheel.
 //!
 //! A channel's first seq is the wall-clock time of its creation in microseconds, and
-//! never less than one past any seq this engine has issued, so a channel created again
-//! (after a delete or expiry) never reuses a seq of its earlier life. Across restarts
+//! never less than one past the last seq of any channel this engine has dropped, so a
+//! channel created again (after a delete or expiry) never reuses a seq of its earlier
+//! life. Across restarts
 //! that holds while a channel's lifetime average stays under one message per
 //! microsecond.
 //!

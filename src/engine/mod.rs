@@ -98,7 +98,7 @@ pub trait Engine {
     /// goes; one that had starts its `--channel-ttl` clock.
     fn unwatch(&mut self, name: &str, now: Now);
 
-    /// Appends `payload` to every channel of `names` (created if needed), or to none if
+    /// Appends `payload` to every channel of `names` (distinct; created if needed), or to none if
     /// that would pass `--max-channels`. Returns the seqs, in order. The messages come
     /// out of `drain_events`.
     fn publish(&mut self, names: &[&str], payload: &str, now: Now)
