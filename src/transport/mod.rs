@@ -16,10 +16,55 @@ use bytes::Bytes;
 
 use crate::engine::Message;
 use crate::http::query::Query;
-use crate::http::response;
+use crate::http::response::{self, ctype};
 use crate::http::HttpError;
 use crate::subscription;
-pub use stream::{parse_cursor, Format};
+pub use stream::parse_cursor;
+
+/// A streaming transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `application/x-ndjson`, one event per line.
+    Ndjson,
+    /// `text/html`, one `<script>CB(event);</script>` per event.
+    Iframe,
+    /// `text/event-stream`.
+    Sse,
+}
+
+impl Format {
+    /// Every stream format, in the order `/stats` lists them.
+    pub const ALL: [Format; 3] = [Format::Ndjson, Format::Iframe, Format::Sse];
+
+    /// Its place in `ALL` (per-format counters are arrays).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The endpoint that serves it, which is also its name in `/stats` and `/metrics`
+    /// without the slash.
+    pub fn path(self) -> &'static str {
+        match self {
+            Format::Ndjson => "/stream",
+            Format::Iframe => "/iframe",
+            Format::Sse => "/events",
+        }
+    }
+
+    /// The format served at `path`.
+    pub fn from_path(path: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.path() == path)
+    }
+
+    /// The response's content type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Ndjson => ctype::NDJSON,
+            Format::Iframe => ctype::HTML,
+            Format::Sse => ctype::SSE,
+        }
+    }
+}
 
 /// What a stream request asks of its transport, checked: the transport's state, and
 /// the cursors the request carries in a transport-specific way (EventSource's

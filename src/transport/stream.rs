@@ -13,54 +13,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::Format;
 use crate::engine::Message;
 use crate::event;
-use crate::http::response::ctype;
-
-/// A streaming transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// `application/x-ndjson`, one event per line.
-    Ndjson,
-    /// `text/html`, one `<script>CB(event);</script>` per event.
-    Iframe,
-    /// `text/event-stream`.
-    Sse,
-}
-
-impl Format {
-    /// Every stream format, in the order `/stats` lists them.
-    pub const ALL: [Format; 3] = [Format::Ndjson, Format::Iframe, Format::Sse];
-
-    /// Its place in `ALL` (per-format counters are arrays).
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The endpoint that serves it, which is also its name in `/stats` and `/metrics`
-    /// without the slash.
-    pub fn path(self) -> &'static str {
-        match self {
-            Format::Ndjson => "/stream",
-            Format::Iframe => "/iframe",
-            Format::Sse => "/events",
-        }
-    }
-
-    /// The format served at `path`.
-    pub fn from_path(path: &str) -> Option<Format> {
-        Format::ALL.into_iter().find(|f| f.path() == path)
-    }
-
-    /// The response's content type.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Ndjson => ctype::NDJSON,
-            Format::Iframe => ctype::HTML,
-            Format::Sse => ctype::SSE,
-        }
-    }
-}
 
 /// The chunk that ends a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
