@@ -140,7 +140,7 @@ impl Hub {
             // A parked poll is answered with everything due, a stream sent it one message
             // at a time (moving its cursor as it goes).
             let next = match mode {
-                Mode::Poll { .. } => read.head,
+                Mode::Poll => read.head,
                 Mode::Stream => read.start.seq,
             };
             let mut sub = [Sub::detached(k, next)];

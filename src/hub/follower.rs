@@ -110,14 +110,12 @@ pub struct Follower {
     pub subs: Subs,
 }
 
-/// How a subscriber connection receives messages.
+/// How a subscriber connection receives messages. One byte, so a fan-out's list of
+/// deliveries costs 12 bytes per subscriber.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// A parked long-poll: answered with the first message, then a session.
-    Poll {
-        /// When the subscriber tokens it used expire (Unix seconds).
-        auth_expires: u64,
-    },
+    Poll,
     /// A stream: sent every message.
     Stream,
 }
@@ -127,4 +125,8 @@ pub enum Mode {
 pub trait Followers {
     /// The follower of connection `conn` and how it receives, if it is a subscriber.
     fn follower_mut(&mut self, conn: Key<Conn>) -> Option<(&mut Follower, Mode)>;
+
+    /// When the subscriber tokens of parked poll `conn` expire (Unix seconds), if it is
+    /// one: the session it becomes keeps that.
+    fn poll_auth_expires(&self, conn: Key<Conn>) -> Option<u64>;
 }

@@ -148,12 +148,15 @@ impl Hub {
                 .sessions
                 .get(sk)
                 .map(|s| (s.channels.clone(), s.auth_expires))),
-            Some(ClientRef::Conn(ck)) => match followers.follower_mut(ck) {
-                Some((f, Mode::Poll { auth_expires })) => {
-                    Ok(Some((self.session_subs(f.subs.as_slice()), auth_expires)))
+            Some(ClientRef::Conn(ck)) => {
+                let expires = followers.poll_auth_expires(ck);
+                match (followers.follower_mut(ck), expires) {
+                    (Some((f, Mode::Poll)), Some(expires)) => {
+                        Ok(Some((self.session_subs(f.subs.as_slice()), expires)))
+                    }
+                    _ => Err(HttpError::new(400, "client id names a stream")),
                 }
-                _ => Err(HttpError::new(400, "client id names a stream")),
-            },
+            }
         }
     }
 

@@ -6,7 +6,7 @@ use crate::engine::{EngineEvent, MemoryEngine};
 use crate::event;
 
 const T0: u64 = 1_000_000;
-const POLL: Mode = Mode::Poll { auth_expires: 99 };
+const POLL: Mode = Mode::Poll;
 const STREAM: Mode = Mode::Stream;
 
 /// A reactor connection, without a socket.
@@ -20,6 +20,10 @@ struct Conns(GenSlab<FakeConn, Conn>);
 impl Followers for Conns {
     fn follower_mut(&mut self, k: Key<Conn>) -> Option<(&mut Follower, Mode)> {
         self.0.get_mut(k).map(|c| (&mut c.follower, c.mode))
+    }
+
+    fn poll_auth_expires(&self, k: Key<Conn>) -> Option<u64> {
+        self.0.get(k).filter(|c| c.mode == POLL).map(|_| 99)
     }
 }
 

@@ -12,13 +12,15 @@ use crate::hub::{Follower, Followers, Hub, Mode};
 impl Followers for GenSlab<Conn> {
     fn follower_mut(&mut self, conn: Key<Conn>) -> Option<(&mut Follower, Mode)> {
         match &mut self.get_mut(conn)?.phase {
-            Phase::Parked(p) => Some((
-                &mut p.follower,
-                Mode::Poll {
-                    auth_expires: p.auth_expires,
-                },
-            )),
+            Phase::Parked(p) => Some((&mut p.follower, Mode::Poll)),
             Phase::Streaming(st) => Some((&mut st.follower, Mode::Stream)),
+            _ => None,
+        }
+    }
+
+    fn poll_auth_expires(&self, conn: Key<Conn>) -> Option<u64> {
+        match &self.get(conn)?.phase {
+            Phase::Parked(p) => Some(p.auth_expires),
             _ => None,
         }
     }
@@ -72,9 +74,7 @@ impl Server {
         }
         for d in &out {
             match d.mode {
-                Mode::Poll { .. } => {
-                    self.answer_poll(d.conn, std::slice::from_ref(&msg.json), false)
-                }
+                Mode::Poll => self.answer_poll(d.conn, std::slice::from_ref(&msg.json), false),
                 Mode::Stream => self.flush(d.conn),
             }
         }

@@ -107,7 +107,7 @@ impl Server {
                         // A parked poll left with no channel is answered with `noop`; a
                         // stream left with none stays open (for a control `subscribe`,
                         // or until its client closes it), as after `DELETE`.
-                        if let Some((Mode::Poll { .. }, true)) = left {
+                        if let Some((Mode::Poll, true)) = left {
                             self.answer_poll(ck, &[Bytes::from_static(event::NOOP)], false);
                         }
                     }
