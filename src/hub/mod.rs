@@ -291,12 +291,13 @@ impl Hub {
     }
 
     /// A message was appended to `channel`: moves the cursor of every local subscriber
-    /// that has not had it yet, and lists them in `out` with how each gets it.
-    pub fn fan_out(
+    /// that has not had it yet, and lists them in `out` with how each gets it. Generic
+    /// over `followers` (not `dyn`): it is called once per subscriber on the hot path.
+    pub fn fan_out<F: Followers + ?Sized>(
         &mut self,
         channel: &str,
         msg: &Message,
-        followers: &mut dyn Followers,
+        followers: &mut F,
         out: &mut Vec<Delivery>,
     ) {
         out.clear();
