@@ -12,10 +12,12 @@
 //! wheel, driven by `advance(now)`.
 //!
 //! Children: `follower` (a subscriber's memberships), `sessions` (long-poll sessions
-//! between polls), `control` (subscribe/unsubscribe on a session or a connection).
+//! between polls), `poll` (merging a session with a poll, reading what is due),
+//! `control` (subscribe/unsubscribe on a session or a connection).
 
 mod control;
 mod follower;
+mod poll;
 mod sessions;
 
 use std::collections::HashMap;
@@ -32,6 +34,7 @@ use crate::subscription::ClientId;
 use crate::timer::TimerWheel;
 
 pub use follower::{Follower, Followers, Mode, Sub, Subs};
+pub use poll::{merge_poll, PollChannel, PollRead};
 pub use sessions::{Session, SessionSub};
 
 /// What a client id names.

@@ -1,20 +1,17 @@
 use super::*;
-
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 use crate::engine::{EngineEvent, MemoryEngine};
 use crate::event;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 const T0: u64 = 1_000_000;
 const POLL: Mode = Mode::Poll;
 const STREAM: Mode = Mode::Stream;
 
-/// A reactor connection, without a socket.
+/// A reactor connection, without a socket; the slab of them.
 struct FakeConn {
     follower: Follower,
     mode: Mode,
 }
-
 struct Conns(GenSlab<FakeConn, Conn>);
 
 impl Followers for Conns {

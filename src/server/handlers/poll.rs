@@ -6,8 +6,6 @@
 //! A parked poll costs its connection entry, one timer and one subscriber slot per
 //! channel; it holds no read or write buffer.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 
 use crate::event;
@@ -16,21 +14,11 @@ use crate::http::query::Query;
 use crate::http::request::{Head, Method};
 use crate::http::response::Cors;
 use crate::http::HttpError;
-use crate::hub::{Channel, ClientRef, Follower, Sub, Subs};
+use crate::hub::{self, ClientRef, Follower, Subs};
 use crate::server::conn::{Conn, Parked, Phase};
 use crate::server::{after, Server};
 use crate::subscription::{self, ClientId};
 use crate::transport;
-
-/// One channel of a poll, merged from the session and the request.
-struct Wanted {
-    name: Arc<str>,
-    /// The channel the session held (to tell a deleted one from a live one).
-    held: Option<Key<Channel>>,
-    seq: Option<u64>,
-    /// The request named it (its token covers it).
-    named: bool,
-}
 
 impl Server {
     /// Handles `GET /poll` (and `HEAD /poll`: checked, answered without a body, nothing
@@ -88,32 +76,8 @@ impl Server {
             Some(id) => self.hub.session_view(id, &mut self.conns)?,
             None => None,
         };
-        let mut wanted: Vec<Wanted> = Vec::new();
-        if let Some((subs, _)) = &held {
-            for s in subs {
-                wanted.push(Wanted {
-                    name: s.name.clone(),
-                    held: Some(s.channel),
-                    seq: s.next,
-                    named: false,
-                });
-            }
-        }
-        // The request's cursors win over the session's; channels it adds join it.
-        for w in requested {
-            match wanted.iter_mut().find(|e| *e.name == *w.channel) {
-                Some(e) => {
-                    e.seq = w.seq.or(e.seq);
-                    e.named = true;
-                }
-                None => wanted.push(Wanted {
-                    name: w.channel.into(),
-                    held: None,
-                    seq: w.seq,
-                    named: true,
-                }),
-            }
-        }
+        let held_subs = held.as_ref().map_or(&[][..], |(subs, _)| subs.as_slice());
+        let wanted = hub::merge_poll(held_subs, requested);
         if wanted.is_empty() {
             return Err(HttpError::new(400, "missing channel"));
         }
@@ -146,28 +110,12 @@ impl Server {
             }
             _ => (ClientId::random()?, None),
         };
-        let mut events = Vec::new();
-        // A channel the session held that was deleted meanwhile: tell the client.
-        wanted.retain(|w| {
-            let deleted = !w.named && w.held.is_some_and(|k| self.hub.name(k).is_none());
-            if deleted {
-                events.push(event::close(&w.name));
-            }
-            !deleted
-        });
         let (engine, now) = (&mut *self.engine, self.now);
-        let names: Vec<&str> = wanted.iter().map(|w| &*w.name).collect();
-        let keys = self.hub.open(engine, &names, now);
-        let mut subs = Vec::with_capacity(keys.len());
-        for (w, &ch) in wanted.iter().zip(&keys) {
-            let Some(read) = self.hub.read(engine, ch, w.seq, now) else {
-                continue;
-            };
-            events.extend(read.notice);
-            events.extend(read.messages.iter().map(|m| m.json.clone()));
-            // After this answer (or while parked) the cursor is at the channel's head.
-            subs.push(Sub::detached(ch, read.head));
-        }
+        let hub::PollRead {
+            mut events,
+            mut subs,
+            keys,
+        } = self.hub.poll_read(engine, wanted, now);
         // A client that has already hung up (its request and FIN came together) is not
         // parked: it gets its answer, `noop` if nothing is due, at once.
         let hung_up = self.conns.get(key).is_some_and(|c| c.peer_closed);
