@@ -1,9 +1,11 @@
 //! The run's summary: printed for people, written as JSON for scripts. It owns the
-//! [`Summary`] and [`Errors`] and both formats, which scripts and tests parse (change
-//! neither lightly), and reads a server's RSS from `/proc`; it never touches a socket or
-//! the run's state: the run fills a summary in at its end.
+//! [`Summary`], [`Errors`] and [`Process`] (one share of a run over several processes) and
+//! both formats, which scripts and tests parse (change neither lightly), the bounds of the
+//! latency histogram every account records into, and reads a server's RSS from `/proc`; it
+//! never touches a socket or the run's state: the run fills a summary in at its end.
 
 use std::fmt::Write as _;
+use std::io;
 
 use hdrhistogram::Histogram;
 
@@ -43,6 +45,34 @@ impl Errors {
             + self.protocol
             + self.server_error_events
     }
+}
+
+/// An empty latency histogram, µs, as every account records into: 1 µs to 10 minutes, 3
+/// significant digits (histograms merged from several processes must share these bounds).
+pub fn latency_histogram() -> io::Result<Histogram<u64>> {
+    Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
+        .map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// One process of a run spread over several (`--processes`): its share and how it went.
+#[derive(Clone, Debug, Default)]
+pub struct Process {
+    /// Its subscribers.
+    pub subscribers: usize,
+    /// The source addresses it connected from (None: the OS picked).
+    pub sources: Option<String>,
+    /// Seconds until all its subscribers were ready.
+    pub ramp_secs: f64,
+    /// Messages its subscribers received in order.
+    pub received: u64,
+    /// Due to its subscribers but neither delivered nor announced lost.
+    pub missing: u64,
+    /// Its real errors (churn excluded).
+    pub errors: u64,
+    /// Deliveries its latency histogram holds.
+    pub latency_count: u64,
+    /// Its p99 latency, µs.
+    pub p99_us: u64,
 }
 
 /// The result of a run.
@@ -92,6 +122,11 @@ pub struct Summary {
     pub errors: Errors,
     /// The server's resident memory at the end, KiB.
     pub server_rss_kib: Option<u64>,
+    /// With `--processes` above 1, each process's share, in order (empty with one process:
+    /// then the text and the JSON are exactly those of a one-process run).
+    pub processes: Vec<Process>,
+    /// With `--processes` above 1, the deliveries the merged latency histogram holds.
+    pub latency_count: Option<u64>,
 }
 
 /// VmRSS of a process, KiB.
@@ -188,6 +223,27 @@ impl Summary {
         if let Some(r) = self.server_rss_kib {
             let _ = writeln!(t, "server RSS {r} KiB");
         }
+        for (k, p) in self.processes.iter().enumerate() {
+            let _ = writeln!(
+                t,
+                "process {k}: subscribers {}  from {}  ready {:.2}s  received {}  missing {}  errors {}  latency count {}  p99 {} us",
+                p.subscribers,
+                p.sources.as_deref().unwrap_or("any"),
+                p.ramp_secs,
+                p.received,
+                p.missing,
+                p.errors,
+                p.latency_count,
+                p.p99_us
+            );
+        }
+        if let Some(c) = self.latency_count {
+            let _ = writeln!(
+                t,
+                "latency histograms of {} processes merged: {c} deliveries",
+                self.processes.len()
+            );
+        }
         let _ = writeln!(
             t,
             "{}",
@@ -212,7 +268,7 @@ impl Summary {
                 "\"skipped\":{},\"lost\":{},\"resets\":{},\"missing\":{},\"deliveries_per_sec\":{:.1},",
                 "\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},",
                 "\"errors\":{{\"connect\":{},\"write\":{},\"read\":{},\"closed_by_server\":{},\"http\":{},\"protocol\":{},\"server_error_events\":{},\"churned\":{}}},",
-                "\"server_rss_kib\":{},\"clean\":{}}}"
+                "\"server_rss_kib\":{},\"clean\":{}{}}}"
             ),
             self.transport, self.subscribers, self.channels, self.channels_per_subscriber,
             self.ramp_secs, self.connects, self.answers, self.published, self.publish_errors, self.publish_secs,
@@ -221,7 +277,37 @@ impl Summary {
             l[0], l[1], l[2], l[3], l[4],
             e.connect, e.write, e.read, e.closed_by_server, e.http, e.protocol, e.server_error_events, e.churned,
             self.server_rss_kib.map_or("null".to_string(), |r| r.to_string()),
-            self.clean()
+            self.clean(),
+            self.processes_json()
+        )
+    }
+
+    /// The JSON members a run over several processes adds after `clean` (none for one).
+    fn processes_json(&self) -> String {
+        if self.processes.is_empty() {
+            return String::new();
+        }
+        let each: Vec<String> = self
+            .processes
+            .iter()
+            .map(|p| {
+                format!(
+                    "{{\"subscribers\":{},\"sources\":{},\"ramp_secs\":{:.3},\"received\":{},\"missing\":{},\"errors\":{},\"latency_count\":{},\"p99\":{}}}",
+                    p.subscribers,
+                    p.sources.as_ref().map_or("null".to_string(), |s| format!("\"{s}\"")),
+                    p.ramp_secs,
+                    p.received,
+                    p.missing,
+                    p.errors,
+                    p.latency_count,
+                    p.p99_us
+                )
+            })
+            .collect();
+        format!(
+            ",\"processes\":[{}],\"latency_count\":{}",
+            each.join(","),
+            self.latency_count.unwrap_or(0)
         )
     }
 }

@@ -10,7 +10,7 @@ use std::io;
 
 use hdrhistogram::Histogram;
 
-use crate::report::{Errors, Summary};
+use crate::report::{latency_histogram, Errors, Summary};
 use crate::scan::Event;
 
 /// The account of one subscriber on one channel.
@@ -54,8 +54,7 @@ pub(super) struct Ledger {
 impl Ledger {
     pub(super) fn new() -> io::Result<Ledger> {
         Ok(Ledger {
-            latency: Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
-                .map_err(|e| io::Error::other(e.to_string()))?,
+            latency: latency_histogram()?,
             delivered: 0,
             last: None,
             behind: 0,
