@@ -162,6 +162,22 @@ pub struct Config {
     /// No progress line each second.
     #[arg(long)]
     pub quiet: bool,
+
+    /// Processes to spread the subscribers over, each opening its share (for more
+    /// descriptors than one process may have). With more than 1 this process coordinates:
+    /// it creates the channels, starts the others, is the one publisher once all of them
+    /// report every subscriber ready, and merges their accounts into one summary.
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
+
+    /// Internal: be one of a coordinator's processes (its lines on stdin and stdout).
+    #[arg(long, hide = true)]
+    pub worker: bool,
+
+    /// Internal: the index, in the whole run, of this process's first subscriber (it picks
+    /// each subscriber's channels and source address).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub first_subscriber: usize,
 }
 
 impl Config {
@@ -196,6 +212,9 @@ impl Config {
         if self.ramp == 0 {
             return Err("--ramp must be at least 1".into());
         }
+        if self.processes == 0 || self.processes > self.subscribers.max(1) {
+            return Err("--processes must be between 1 and --subscribers".into());
+        }
         Ok(())
     }
 }
@@ -216,6 +235,12 @@ mod tests {
         c.target = "10.1.2.3:80".parse().unwrap();
         assert!(c.check().unwrap_err().contains("loopback"));
         c.allow_remote = true;
+        assert!(c.check().is_ok());
+        c.processes = 0;
+        assert!(c.check().unwrap_err().contains("--processes"));
+        c.processes = 1001;
+        assert!(c.check().unwrap_err().contains("--processes"));
+        c.processes = 1000;
         assert!(c.check().is_ok());
     }
 }

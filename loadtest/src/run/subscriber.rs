@@ -45,8 +45,12 @@ fn new_framer(cfg: &Config) -> Framer {
 pub(super) struct Subscribers {
     poll: Poll,
     subs: Vec<Sub>,
-    /// Source addresses to bind, round robin by index (empty: the OS picks).
+    /// Source addresses to bind, round robin by index in the whole run (empty: the OS
+    /// picks).
     sources: Vec<IpAddr>,
+    /// The index in the whole run of the table's first subscriber (`--first-subscriber`:
+    /// not 0 only in a worker).
+    offset: usize,
     /// Subscribers with a socket.
     open: usize,
     /// Subscribers whose `ready` is set.
@@ -54,11 +58,12 @@ pub(super) struct Subscribers {
 }
 
 impl Subscribers {
-    /// `cfg.subscribers` subscribers, none open; subscriber `i` takes the
-    /// `--channels-per-subscriber` channels from `i` on, each account starting at the
-    /// channel's `first` seq.
+    /// `cfg.subscribers` subscribers, none open; subscriber `i` (`i` counted in the whole
+    /// run) takes the `--channels-per-subscriber` channels from `i` on, each account
+    /// starting at the channel's `first` seq.
     pub(super) fn new(cfg: &Config, first: &[u64]) -> io::Result<Subscribers> {
-        let subs = (0..cfg.subscribers)
+        let offset = cfg.first_subscriber;
+        let subs = (offset..offset + cfg.subscribers)
             .map(|i| {
                 let channels: Vec<usize> = (0..cfg.channels_per_subscriber)
                     .map(|k| (i + k) % cfg.channels)
@@ -83,6 +88,7 @@ impl Subscribers {
             poll: Poll::new()?,
             subs,
             sources: cfg.source.clone().map(|s| s.0).unwrap_or_default(),
+            offset,
             open: 0,
             ready: 0,
         })
@@ -150,7 +156,7 @@ impl Subscribers {
         use socket2::{Domain, Socket, Type};
         let s = Socket::new(Domain::for_address(cfg.target), Type::STREAM, None)?;
         if !self.sources.is_empty() {
-            let src = SocketAddr::new(self.sources[i % self.sources.len()], 0);
+            let src = SocketAddr::new(self.sources[(self.offset + i) % self.sources.len()], 0);
             s.bind(&src.into())?;
         }
         s.set_nonblocking(true)?;
