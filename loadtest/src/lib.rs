@@ -16,6 +16,9 @@
 //! - [`flood`]: `comet-flood`, hostile traffic (channel-table exhaustion, session flood,
 //!   never-reading pipeliners) counted by outcome.
 //! - [`report`]: the summary, as text and JSON.
+//! - [`multi`]: `--processes`: a coordinator that spreads the subscribers over worker
+//!   processes of this binary, publishes once for all of them and merges their accounts;
+//!   a worker runs [`run::work`].
 #![deny(missing_docs)]
 
 mod clock;
@@ -23,6 +26,7 @@ pub mod config;
 pub mod flood;
 pub mod floor;
 pub mod framer;
+pub mod multi;
 mod publisher;
 pub mod report;
 pub mod run;
@@ -31,4 +35,4 @@ pub mod scan;
 pub use config::Config;
 pub use framer::Transport;
 pub use report::Summary;
-pub use run::run;
+pub use run::{run, work};

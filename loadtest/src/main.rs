@@ -1,9 +1,10 @@
-//! The `comet-loadtest` binary: parses flags, runs (or measures the floor), prints the
+//! The `comet-loadtest` binary: parses flags, runs (in this process, over several with
+//! `--processes`, or as one of those with `--worker`) or measures the floor, prints the
 //! summary and writes its JSON, and picks the exit code (0 clean, 1 not clean or failed, 2
 //! bad flags). It holds no logic of the run itself.
 
 use clap::Parser;
-use comet_loadtest::{floor, run, Config};
+use comet_loadtest::{floor, multi, run, work, Config};
 
 fn main() {
     let cfg = Config::parse();
@@ -11,6 +12,10 @@ fn main() {
         let result = std::net::TcpListener::bind(addr)
             .and_then(|l| floor::serve(l, cfg.subscribers, cfg.burst as usize, cfg.size));
         std::process::exit(if result.is_ok() { 0 } else { 1 });
+    }
+    if cfg.floor && cfg.processes > 1 {
+        eprintln!("comet-loadtest: --floor runs in one process (no --processes)");
+        std::process::exit(2);
     }
     if cfg.floor {
         let messages = cfg.burst.max(1) as usize;
@@ -44,7 +49,21 @@ fn main() {
         eprintln!("comet-loadtest: {e}");
         std::process::exit(2);
     }
-    match run(&cfg) {
+    if cfg.worker {
+        // The coordinator reads the report; the exit code only says whether it went out.
+        let result = work(&cfg);
+        if let Err(e) = &result {
+            eprintln!("comet-loadtest: worker: {e}");
+        }
+        std::process::exit(if result.is_ok() { 0 } else { 1 });
+    }
+    let result = if cfg.processes > 1 {
+        let args: Vec<_> = std::env::args_os().skip(1).collect();
+        std::env::current_exe().and_then(|exe| multi::coordinate(&cfg, &exe, &args))
+    } else {
+        run(&cfg)
+    };
+    match result {
         Ok(summary) => {
             print!("{}", summary.text());
             if let Some(path) = &cfg.json {

@@ -6,7 +6,10 @@
 //! loop (ramp, phase, socket events, reconnects, the once-a-second tick) until every due
 //! message is accounted for or `--drain` is up, and sums up. It holds no socket and judges
 //! no delivery itself (its submodules do), and it talks to the publisher thread only
-//! through `publishing`.
+//! through `publishing`. As a worker ([`work`], one process of a run over several) the
+//! same loop runs one share of the subscribers: the coordinator names the channels and
+//! publishes, and the loop passes its lines (through [`crate::multi`]'s link) to
+//! `publishing` and reports to it at the end.
 //!
 //! # Layout
 //!
@@ -29,6 +32,8 @@ use mio::Events;
 
 use crate::clock::now_us;
 use crate::config::Config;
+use crate::multi::wire::FromWorker;
+use crate::multi::worker::Link;
 use crate::publisher::Admin;
 use crate::report::{rss_kib, Errors, Summary};
 
@@ -37,17 +42,40 @@ use publishing::Publishing;
 use subscriber::Subscribers;
 
 /// The longest ramp: the publisher starts then even if some subscribers are not ready.
-const RAMP_LIMIT: Duration = Duration::from_secs(120);
+pub(crate) const RAMP_LIMIT: Duration = Duration::from_secs(120);
 /// The longest wait for socket events in one turn.
 const TURN_WAIT: Duration = Duration::from_millis(20);
+/// The longest a worker waits for its coordinator to name the channels.
+const CHANNELS_WAIT: Duration = Duration::from_secs(60);
 
-/// Runs a whole load test and returns its summary.
+/// Runs a whole load test in this process and returns its summary (`--processes` above 1
+/// is the coordinator's, in [`crate::multi`]).
 pub fn run(cfg: &Config) -> io::Result<Summary> {
     cfg.check().map_err(io::Error::other)?;
-    let mut run = Run::start(cfg)?;
-    let mut events = Events::with_capacity(4096);
-    while run.turn(&mut events)? {}
-    run.finish()
+    if cfg.processes > 1 || cfg.worker {
+        return Err(io::Error::other(
+            "run() is one process: --processes above 1 is multi::coordinate's",
+        ));
+    }
+    let names = channel_names(&channel_tag(), cfg.channels);
+    let first = create_channels(cfg, &names)?;
+    Run::start(cfg, names, first, None)?.drive()
+}
+
+/// Runs this process's share of a run over several as a worker: the coordinator's lines
+/// on stdin name the channels and start and end publishing; its report goes to stdout.
+/// Returns the share's summary.
+pub fn work(cfg: &Config) -> io::Result<Summary> {
+    cfg.check().map_err(io::Error::other)?;
+    let link = Link::start();
+    let (tag, first) = link.channels(CHANNELS_WAIT)?;
+    if first.len() != cfg.channels {
+        return Err(io::Error::other(
+            "the coordinator named another count of channels",
+        ));
+    }
+    let names = channel_names(&tag, first.len());
+    Run::start(cfg, names, first, Some(link))?.drive()
 }
 
 /// A run in progress.
@@ -83,6 +111,8 @@ struct Run<'a> {
     scratch: Vec<u8>,
     /// Texts the framer made of one read.
     texts: Vec<String>,
+    /// A worker's lines to and from its coordinator (None: a run of its own).
+    link: Option<Link>,
 }
 
 /// Keeps the first error seen, in words.
@@ -92,9 +122,19 @@ fn log_first(errors: &mut Errors, what: String) {
     }
 }
 
+/// A tag for this run's channel names, unique enough between runs.
+pub(crate) fn channel_tag() -> String {
+    format!("lt{}x{}", std::process::id(), now_us() % 1_000_000_000)
+}
+
+/// The run's channel names, `TAG-INDEX`.
+pub(crate) fn channel_names(tag: &str, channels: usize) -> Vec<String> {
+    (0..channels).map(|i| format!("{tag}-{i}")).collect()
+}
+
 /// Creates every channel with one message; subscribers start right after it, so each one's
 /// expected deliveries are exactly what the run publishes. Returns each channel's first seq.
-fn create_channels(cfg: &Config, names: &[String]) -> io::Result<Vec<u64>> {
+pub(crate) fn create_channels(cfg: &Config, names: &[String]) -> io::Result<Vec<u64>> {
     let mut admin = Admin::connect(cfg.admin, cfg.target_kind, cfg.admin_token.as_deref())?;
     // Stamped number 0: Nchan subscribers receive it first (`oldest`) and skip it.
     names
@@ -104,11 +144,14 @@ fn create_channels(cfg: &Config, names: &[String]) -> io::Result<Vec<u64>> {
 }
 
 impl<'a> Run<'a> {
-    /// Creates the channels and the table of subscribers, none of them open yet.
-    fn start(cfg: &'a Config) -> io::Result<Run<'a>> {
-        let tag = format!("lt{}x{}", std::process::id(), now_us() % 1_000_000_000);
-        let names: Vec<String> = (0..cfg.channels).map(|i| format!("{tag}-{i}")).collect();
-        let first = create_channels(cfg, &names)?;
+    /// The table of subscribers of channels `names`, starting at seqs `first`, none of
+    /// them open yet.
+    fn start(
+        cfg: &'a Config,
+        names: Vec<String>,
+        first: Vec<u64>,
+        link: Option<Link>,
+    ) -> io::Result<Run<'a>> {
         let subs = Subscribers::new(cfg, &first)?;
         Ok(Run {
             cfg,
@@ -130,7 +173,15 @@ impl<'a> Run<'a> {
             rng: now_us() | 1,
             scratch: vec![0u8; 64 * 1024],
             texts: Vec::new(),
+            link,
         })
+    }
+
+    /// Turns the loop until the run is over, and sums up.
+    fn drive(mut self) -> io::Result<Summary> {
+        let mut events = Events::with_capacity(4096);
+        while self.turn(&mut events)? {}
+        self.finish()
     }
 
     /// One turn of the loop; false when the run is over. Its cost is the events it
@@ -174,7 +225,17 @@ impl<'a> Run<'a> {
         let too_long = Instant::now() > self.t0 + RAMP_LIMIT;
         if self.publishing.ramping() && (all_ready || too_long) {
             self.ramp_done_at = Some(self.t0.elapsed());
-            self.publishing.start(self.cfg, &self.names);
+            match &self.link {
+                None => self.publishing.start(self.cfg, &self.names),
+                Some(link) => {
+                    let (ready, of) = (self.subs.ready_count(), self.subs.len());
+                    link.send(&FromWorker::Ready { ready, of })?;
+                    self.publishing.wait_for_go();
+                }
+            }
+        }
+        while let Some(m) = self.link.as_ref().map(Link::next).transpose()?.flatten() {
+            self.publishing.told(m, self.names.len())?;
         }
         if let Some(last) = self.publishing.collect()? {
             self.ledger.publishing_ended(last, self.subs.accounts());
@@ -219,6 +280,9 @@ impl<'a> Run<'a> {
             s.server_rss_kib = rss_kib(pid);
         }
         self.subs.close_all();
+        if let Some(link) = &self.link {
+            link.report(&s, &self.ledger.latency)?;
+        }
         Ok(s)
     }
 }

@@ -1,11 +1,13 @@
 //! Once a second: churn (a share of the subscribers drop their connection and resume from
-//! their cursor, while the publisher runs) and the progress line on stderr. It reads the
+//! their cursor, while the publisher runs) and the progress line on stderr (a worker's
+//! counts go to its coordinator instead, as a `TICK` line). It reads the
 //! counts the table and the ledger keep, so a tick does not walk the table either; it
 //! opens and closes subscribers only through the table and never touches an account.
 
 use std::time::{Duration, Instant};
 
 use super::Run;
+use crate::multi::wire::{FromWorker, Tick};
 
 /// How often the churn and the progress line come.
 const TICK: Duration = Duration::from_secs(1);
@@ -47,12 +49,21 @@ impl Run<'_> {
         }
     }
 
-    /// The progress line, unless `--quiet`.
+    /// The progress line (a worker's `TICK`), unless `--quiet`.
     fn progress(&self) {
         if self.cfg.quiet {
             return;
         }
         let delivered = self.ledger.delivered;
+        if let Some(link) = &self.link {
+            let _ = link.send(&FromWorker::Tick(Tick {
+                open: self.subs.open_count(),
+                ready: self.subs.ready_count(),
+                delivered,
+                errors: self.errors.total(),
+            }));
+            return;
+        }
         eprintln!(
             "[{:>5.1}s] open {}/{} ready {} delivered {} (+{}/s) p99 {} us errors {}",
             self.t0.elapsed().as_secs_f64(),
