@@ -108,7 +108,7 @@ mod tests {
     #[test]
     fn counts_add_histograms_merge_and_times_take_the_longest() {
         let cfg = Config::parse_from(["x", "--subscribers=5", "--processes=2"]);
-        let shares = super::super::split::shares(5, &[], 2);
+        let shares = super::super::split::shares(5, &[], 2, 5000);
         let reports = [
             report(3, &[10, 20, 30], None),
             report(2, &[1000, 2000], Some("HTTP 503")),

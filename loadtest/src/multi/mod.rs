@@ -74,7 +74,7 @@ struct Coordinator<'a> {
 pub fn coordinate(cfg: &Config, exe: &Path, args: &[OsString]) -> io::Result<Summary> {
     cfg.check().map_err(io::Error::other)?;
     let sources = cfg.source.clone().map(|s| s.0).unwrap_or_default();
-    let shares = split::shares(cfg.subscribers, &sources, cfg.processes);
+    let shares = split::shares(cfg.subscribers, &sources, cfg.processes, cfg.ramp);
     for w in split::warnings(&shares, split::ephemeral_ports(), split::open_files()) {
         eprintln!("comet-loadtest: warning: {w}");
     }

@@ -36,14 +36,15 @@ pub(super) struct Workers {
     rx: Receiver<Heard>,
 }
 
-/// The flags a worker gets after the run's own (later ones win): its share, and no
-/// further processes of its own.
+/// The flags a worker gets after the run's own (later ones win): its share (subscribers,
+/// source addresses, ramp), and no further processes of its own.
 fn share_args(share: &Share) -> Vec<String> {
     let mut args = vec![
         "--worker".to_string(),
         "--processes=1".into(),
         format!("--subscribers={}", share.subscribers),
         format!("--first-subscriber={}", share.first),
+        format!("--ramp={}", share.ramp),
     ];
     if let Some(s) = &share.sources {
         args.push(format!("--source={s}"));

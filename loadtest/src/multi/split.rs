@@ -1,6 +1,6 @@
 //! How a run over several processes is shared out: each process's [`Share`] of the
-//! subscribers (as even as the count allows, in index order) and of the `--source`
-//! addresses, and the warnings when a share will not fit (more connections from one
+//! subscribers (as even as the count allows, in index order), of the `--source` addresses
+//! and of the `--ramp` (a rate for the whole run), and the warnings when a share will not fit (more connections from one
 //! address than there are ephemeral ports, more subscribers in one process than it may
 //! open descriptors). Arithmetic on the flags, plus reading those two limits from `/proc`;
 //! it starts nothing and opens no socket.
@@ -18,6 +18,8 @@ pub(crate) struct Share {
     pub(crate) sources: Option<String>,
     /// How many addresses `sources` spans (0: the OS picks).
     pub(crate) source_count: usize,
+    /// Its part of `--ramp`, new connections per second (at least 1).
+    pub(crate) ramp: u64,
 }
 
 /// `n` split into `p` parts as even as can be, the larger first: (start, len) each.
@@ -41,8 +43,14 @@ fn range(addrs: &[IpAddr]) -> String {
 /// processes, each process takes its own consecutive run of them; with fewer, every
 /// process shares them all. Either way a subscriber binds address (its index in the whole
 /// run) modulo (the addresses its process has), so each address carries about as many
-/// connections as in one process.
-pub(crate) fn shares(subscribers: usize, sources: &[IpAddr], processes: usize) -> Vec<Share> {
+/// connections as in one process. The `ramp` rate is shared in proportion to the
+/// subscribers, so the processes open theirs together at about that rate in all.
+pub(crate) fn shares(
+    subscribers: usize,
+    sources: &[IpAddr],
+    processes: usize,
+    ramp: u64,
+) -> Vec<Share> {
     let mut chunks: Vec<&[IpAddr]> = vec![sources; processes];
     if sources.len() >= processes {
         chunks = even(sources.len(), processes)
@@ -51,11 +59,14 @@ pub(crate) fn shares(subscribers: usize, sources: &[IpAddr], processes: usize) -
     }
     even(subscribers, processes)
         .zip(chunks)
-        .map(|((first, subscribers), addrs)| Share {
+        .map(|((first, n), addrs)| Share {
             first,
-            subscribers,
+            subscribers: n,
             sources: (!addrs.is_empty()).then(|| range(addrs)),
             source_count: addrs.len(),
+            ramp: (ramp as u128 * n as u128)
+                .div_ceil(subscribers.max(1) as u128)
+                .max(1) as u64,
         })
         .collect()
 }
@@ -123,16 +134,19 @@ mod tests {
 
     #[test]
     fn subscribers_split_evenly_in_index_order() {
-        assert_eq!(lens(&shares(10, &[], 3)), [(0, 4), (4, 3), (7, 3)]);
-        assert_eq!(lens(&shares(9, &[], 3)), [(0, 3), (3, 3), (6, 3)]);
-        assert_eq!(lens(&shares(100_000, &[], 1)), [(0, 100_000)]);
-        assert!(shares(10, &[], 3).iter().all(|s| s.sources.is_none()));
+        assert_eq!(lens(&shares(10, &[], 3, 5000)), [(0, 4), (4, 3), (7, 3)]);
+        assert_eq!(lens(&shares(9, &[], 3, 5000)), [(0, 3), (3, 3), (6, 3)]);
+        assert_eq!(lens(&shares(100_000, &[], 1, 5000)), [(0, 100_000)]);
+        assert!(shares(10, &[], 3, 5000).iter().all(|s| s.sources.is_none()));
+        let ramps: Vec<u64> = shares(10, &[], 3, 5000).iter().map(|s| s.ramp).collect();
+        assert_eq!(ramps, [2000, 1500, 1500]);
+        assert_eq!(shares(10, &[], 3, 1)[2].ramp, 1);
     }
 
     #[test]
     fn sources_are_split_when_there_are_enough_else_shared() {
         let src = parse_sources("127.0.0.2-127.0.0.20").unwrap();
-        let s = shares(100_000, &src, 4);
+        let s = shares(100_000, &src, 4, 5000);
         let got: Vec<_> = s.iter().map(|s| s.sources.clone().unwrap()).collect();
         assert_eq!(
             got,
@@ -144,9 +158,9 @@ mod tests {
             ]
         );
         assert_eq!(s.iter().map(|s| s.source_count).sum::<usize>(), 19);
-        let one = shares(10, &src[..1], 1);
+        let one = shares(10, &src[..1], 1, 5000);
         assert_eq!(one[0].sources.as_deref(), Some("127.0.0.2"));
-        let few = shares(10, &src[..2], 3);
+        let few = shares(10, &src[..2], 3, 5000);
         assert!(few
             .iter()
             .all(|s| s.sources.as_deref() == Some("127.0.0.2-127.0.0.3")));
@@ -155,14 +169,14 @@ mod tests {
     #[test]
     fn what_does_not_fit_is_named() {
         let src = parse_sources("127.0.0.2-127.0.0.20").unwrap();
-        let ok = shares(100_000, &src, 6);
+        let ok = shares(100_000, &src, 6, 5000);
         assert!(warnings(&ok, Some(28_232), Some(20_000)).is_empty());
-        let w = warnings(&shares(100_000, &src, 4), Some(28_232), Some(20_000));
+        let w = warnings(&shares(100_000, &src, 4, 5000), Some(28_232), Some(20_000));
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("25000 subscribers in one process"), "{w:?}");
-        let w = warnings(&shares(100_000, &[], 6), Some(28_232), Some(20_000));
+        let w = warnings(&shares(100_000, &[], 6, 5000), Some(28_232), Some(20_000));
         assert!(w[0].contains("100000 connections from one source"), "{w:?}");
-        let w = warnings(&shares(60_000, &src[..2], 6), Some(28_232), None);
+        let w = warnings(&shares(60_000, &src[..2], 6, 5000), Some(28_232), None);
         assert!(w[0].contains("30000 connections"), "{w:?}");
         assert!(ephemeral_ports().is_some_and(|p| p > 1000));
         assert!(open_files().is_some_and(|n| n > 0));
