@@ -235,6 +235,11 @@ pub struct Config {
     #[arg(long, default_value = "64k", value_parser = sndbuf_size)]
     pub sndbuf: usize,
 
+    /// How long an admin request waits for an engine that answers later (a networked
+    /// engine); past it, the request is answered 503 `engine unavailable`.
+    #[arg(long, default_value = "5s", value_parser = timeout)]
+    pub engine_timeout: Duration,
+
     /// On SIGTERM/SIGINT: how long to let answered polls and ended streams flush before
     /// exiting anyway. A second signal exits at once.
     #[arg(long, default_value = "10s", value_parser = grace)]

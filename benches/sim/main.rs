@@ -170,7 +170,10 @@ fn publish(w: &mut World, v: &Variant) -> Vec<EngineEvent> {
 /// The hub's fan-out alone; returns the deliveries.
 fn fan_out_only(w: &mut World, events: &[EngineEvent], out: &mut Vec<Delivery>) -> usize {
     let mut n = 0;
-    for EngineEvent::Message { channel, msg } in events {
+    for ev in events {
+        let EngineEvent::Message { channel, msg } = ev else {
+            continue;
+        };
         w.hub.fan_out(channel, msg, &mut w.conns, out);
         n += out.len();
     }
@@ -183,7 +186,10 @@ fn fan_out_only(w: &mut World, events: &[EngineEvent], out: &mut Vec<Delivery>) 
 /// (and the list dropped past 64 KiB, as the reactor does), timed as another.
 fn deliver(w: &mut World, events: &[EngineEvent], out: &mut Vec<Delivery>) -> [(usize, Cost); 2] {
     let mut stages = [(0, Cost::default()); 2];
-    for EngineEvent::Message { channel, msg } in events {
+    for ev in events {
+        let EngineEvent::Message { channel, msg } = ev else {
+            continue;
+        };
         let (bytes, cost) = timed(|| {
             let mut bytes = 0;
             w.hub.fan_out(channel, msg, &mut w.conns, out);

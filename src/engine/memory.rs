@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::log::Log;
-use super::{Engine, EngineError, EngineEvent, EngineStats, LogInfo, Read};
+use super::{Engine, EngineError, EngineEvent, EngineStats, LogInfo, Read, Reply};
 use crate::clock::Now;
 use crate::config::Config;
 use crate::handle::{GenSlab, Key};
@@ -127,46 +127,9 @@ impl MemoryEngine {
         Some(&mut e.log)
     }
 
-    fn describe(log: &Log) -> LogInfo {
-        LogInfo {
-            name: log.shared_name(),
-            first_seq: log.first_seq(),
-            oldest_seq: log.oldest_seq(),
-            next_seq: log.next_seq(),
-            buffered: log.buffered(),
-        }
-    }
-}
-
-impl Engine for MemoryEngine {
-    fn watch(&mut self, name: &str, now: Now) -> bool {
-        let key = match self.find(name) {
-            Some(k) => k,
-            None => self.create(name, now),
-        };
-        let Some(e) = self.logs.get_mut(key) else {
-            return false;
-        };
-        debug_assert!(!e.watched, "channel {name} watched twice");
-        e.watched = true;
-        e.log.is_published()
-    }
-
-    fn unwatch(&mut self, name: &str, now: Now) {
-        let Some(key) = self.find(name) else {
-            return;
-        };
-        let Some(e) = self.logs.get_mut(key) else {
-            return;
-        };
-        e.watched = false;
-        e.last_active_ms = now.ms;
-        if !e.log.is_published() {
-            self.remove(key);
-        }
-    }
-
-    fn publish(
+    /// Appends to every channel of `names`, or to none past `--max-channels`
+    /// ([`Engine::publish`], answered at once).
+    pub fn publish(
         &mut self,
         names: &[&str],
         payload: &str,
@@ -213,6 +176,81 @@ impl Engine for MemoryEngine {
         Ok(seqs)
     }
 
+    /// Published channels by prefix, in name order, at most `limit` ([`Engine::list`]).
+    pub fn list(&self, prefix: &str, limit: usize) -> Vec<LogInfo> {
+        self.published
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|name| name.starts_with(prefix))
+            .filter_map(|name| self.logs.get(*self.by_name.get(name)?))
+            .take(limit)
+            .map(|e| Self::describe(&e.log))
+            .collect()
+    }
+
+    /// Drops channel `name` ([`Engine::delete`]); false if it had no log.
+    pub fn delete(&mut self, name: &str) -> bool {
+        match self.find(name) {
+            Some(k) => {
+                self.remove(k);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Channel `name`, described ([`Engine::info`]).
+    pub fn info(&mut self, name: &str, now: Now) -> Option<LogInfo> {
+        self.fresh(name, now).map(|log| Self::describe(log))
+    }
+
+    fn describe(log: &Log) -> LogInfo {
+        LogInfo {
+            name: log.shared_name(),
+            first_seq: log.first_seq(),
+            oldest_seq: log.oldest_seq(),
+            next_seq: log.next_seq(),
+            buffered: log.buffered(),
+        }
+    }
+}
+
+impl Engine for MemoryEngine {
+    fn watch(&mut self, name: &str, now: Now) -> bool {
+        let key = match self.find(name) {
+            Some(k) => k,
+            None => self.create(name, now),
+        };
+        let Some(e) = self.logs.get_mut(key) else {
+            return false;
+        };
+        debug_assert!(!e.watched, "channel {name} watched twice");
+        e.watched = true;
+        e.log.is_published()
+    }
+
+    fn unwatch(&mut self, name: &str, now: Now) {
+        let Some(key) = self.find(name) else {
+            return;
+        };
+        let Some(e) = self.logs.get_mut(key) else {
+            return;
+        };
+        e.watched = false;
+        e.last_active_ms = now.ms;
+        if !e.log.is_published() {
+            self.remove(key);
+        }
+    }
+
+    fn publish(
+        &mut self,
+        names: &[&str],
+        payload: &str,
+        now: Now,
+    ) -> Reply<Result<Vec<u64>, EngineError>> {
+        Reply::Now(MemoryEngine::publish(self, names, payload, now))
+    }
+
     fn read(&mut self, name: &str, cursor: Option<u64>, now: Now) -> Option<Read> {
         let log = self.fresh(name, now)?;
         let start = log.start(cursor);
@@ -229,28 +267,16 @@ impl Engine for MemoryEngine {
         Some(e.log.next_seq())
     }
 
-    fn delete(&mut self, name: &str) -> bool {
-        match self.find(name) {
-            Some(k) => {
-                self.remove(k);
-                true
-            }
-            None => false,
-        }
+    fn delete(&mut self, name: &str) -> Reply<Result<bool, EngineError>> {
+        Reply::Now(Ok(MemoryEngine::delete(self, name)))
     }
 
-    fn info(&mut self, name: &str, now: Now) -> Option<LogInfo> {
-        self.fresh(name, now).map(|log| Self::describe(log))
+    fn info(&mut self, name: &str, now: Now) -> Reply<Result<Option<LogInfo>, EngineError>> {
+        Reply::Now(Ok(MemoryEngine::info(self, name, now)))
     }
 
-    fn list(&self, prefix: &str, limit: usize) -> Vec<LogInfo> {
-        self.published
-            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(|name| name.starts_with(prefix))
-            .filter_map(|name| self.logs.get(*self.by_name.get(name)?))
-            .take(limit)
-            .map(|e| Self::describe(&e.log))
-            .collect()
+    fn list(&mut self, prefix: &str, limit: usize) -> Reply<Result<Vec<LogInfo>, EngineError>> {
+        Reply::Now(Ok(MemoryEngine::list(self, prefix, limit)))
     }
 
     fn stats(&self) -> EngineStats {

@@ -12,8 +12,11 @@
 //! [`MemoryEngine`] is the embedded default. A networked engine (Redis) fits the same
 //! trait: its `watch` subscribes to the channel's live messages, its messages arrive as
 //! events when its socket is readable (the reactor polls it like any socket), and the
-//! calls that need a round trip (`publish`, `read`) grow an answer that comes later,
-//! as an event carrying the ticket of the call, when that engine lands.
+//! admin calls that need a round trip (`publish`, `info`, `list`, `delete`) may answer
+//! [`Reply::Later`] with a [`Ticket`]: the answer comes as [`EngineEvent::Answered`], and
+//! the connection that asked waits for it (or for `--engine-timeout`). Subscriber reads
+//! (`read`, `head`) are still answered at once; a networked engine adds the same for them
+//! (with the merge of a history read and the live messages that race it).
 
 mod log;
 mod memory;
@@ -51,6 +54,50 @@ pub enum EngineEvent {
         /// The message, encoded once.
         msg: Arc<Message>,
     },
+    /// The answer to a call that said `Reply::Later(ticket)`.
+    Answered {
+        /// The call's ticket.
+        ticket: Ticket,
+        /// Its answer.
+        answer: Answer,
+    },
+}
+
+impl EngineEvent {
+    /// The channel and message this event carries, if it is a message.
+    pub fn into_message(self) -> Option<(Arc<str>, Arc<Message>)> {
+        match self {
+            EngineEvent::Message { channel, msg } => Some((channel, msg)),
+            EngineEvent::Answered { .. } => None,
+        }
+    }
+}
+
+/// Names a call whose answer comes later (after a network round trip), as an
+/// `EngineEvent::Answered` with the same ticket. Unique per engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ticket(pub u64);
+
+/// An engine's answer to a call: now, or later under a ticket.
+#[derive(Debug)]
+pub enum Reply<T> {
+    /// The answer.
+    Now(T),
+    /// The answer comes as `EngineEvent::Answered` with this ticket.
+    Later(Ticket),
+}
+
+/// The answer to an admin call (publish, describe, list, delete) that came later.
+#[derive(Debug)]
+pub enum Answer {
+    /// To `publish`.
+    Published(Result<Vec<u64>, EngineError>),
+    /// To `info`.
+    Info(Result<Option<LogInfo>, EngineError>),
+    /// To `list`.
+    List(Result<Vec<LogInfo>, EngineError>),
+    /// To `delete`.
+    Deleted(Result<bool, EngineError>),
 }
 
 /// Why an engine refused.
@@ -58,6 +105,8 @@ pub enum EngineEvent {
 pub enum EngineError {
     /// The publish would make more than `--max-channels` channels with messages.
     TooManyChannels,
+    /// The engine cannot be reached (a networked engine's connection is down).
+    Unavailable,
 }
 
 /// One channel as `GET /channels/NAME` and `GET /channels` describe it.
@@ -101,8 +150,12 @@ pub trait Engine {
     /// Appends `payload` to every channel of `names` (distinct; created if needed), or to none if
     /// that would pass `--max-channels`. Returns the seqs, in order. The messages come
     /// out of `drain_events`.
-    fn publish(&mut self, names: &[&str], payload: &str, now: Now)
-        -> Result<Vec<u64>, EngineError>;
+    fn publish(
+        &mut self,
+        names: &[&str],
+        payload: &str,
+        now: Now,
+    ) -> Reply<Result<Vec<u64>, EngineError>>;
 
     /// What `cursor` has due on `name` (`None` if the channel has no log).
     fn read(&mut self, name: &str, cursor: Option<u64>, now: Now) -> Option<Read>;
@@ -112,14 +165,14 @@ pub trait Engine {
 
     /// Drops channel `name`'s log; a new life of it starts past its seqs. False if it
     /// had none.
-    fn delete(&mut self, name: &str) -> bool;
+    fn delete(&mut self, name: &str) -> Reply<Result<bool, EngineError>>;
 
     /// Channel `name`, described.
-    fn info(&mut self, name: &str, now: Now) -> Option<LogInfo>;
+    fn info(&mut self, name: &str, now: Now) -> Reply<Result<Option<LogInfo>, EngineError>>;
 
     /// At most `limit` channels that have had a message whose names start with
     /// `prefix`, in name order; costs what it returns.
-    fn list(&self, prefix: &str, limit: usize) -> Vec<LogInfo>;
+    fn list(&mut self, prefix: &str, limit: usize) -> Reply<Result<Vec<LogInfo>, EngineError>>;
 
     /// The engine's counts.
     fn stats(&self) -> EngineStats;

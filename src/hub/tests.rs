@@ -6,7 +6,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 const T0: u64 = 1_000_000;
 const POLL: Mode = Mode::Poll;
 const STREAM: Mode = Mode::Stream;
-
 /// A reactor connection, without a socket; the slab of them.
 struct FakeConn {
     follower: Follower,
@@ -107,7 +106,8 @@ impl World {
         self.engine.publish(names, payload, self.now).unwrap();
         let (mut events, mut out) = (Vec::new(), Vec::new());
         self.engine.drain_events(&mut events);
-        let fan_out = |EngineEvent::Message { channel, msg }| {
+        let fan_out = |ev: EngineEvent| {
+            let (channel, msg) = ev.into_message().expect("memory answers at once");
             self.hub.fan_out(&channel, &msg, &mut self.conns, &mut out);
             (msg.seq, out.clone())
         };
@@ -237,7 +237,7 @@ fn fan_out_answers_parked_polls_and_sends_to_streams_not_yet_past_the_message() 
     assert_eq!((seqs(&read), w.hub.stats().delivered), (vec![T0], 1));
     let mut events = Vec::new();
     w.engine.drain_events(&mut events);
-    let EngineEvent::Message { channel, msg } = events.pop().unwrap();
+    let (channel, msg) = events.pop().and_then(EngineEvent::into_message).unwrap();
     let mut out = vec![to(s2, STREAM)];
     w.hub.fan_out(&channel, &msg, &mut w.conns, &mut out);
     // `out` was cleared; s2 is skipped.

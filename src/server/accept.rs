@@ -317,6 +317,10 @@ impl Server {
                     .detach(engine, f.client, f.subs.as_slice(), p.auth_expires, now);
                 self.hub.leave(engine, key, f.subs.as_slice(), now);
             }
+            // Its answer, when it comes, finds nobody waiting.
+            Phase::Waiting(w) => {
+                self.waiting.remove(&w.ticket);
+            }
             Phase::Streaming(st) => {
                 let f = &st.follower;
                 self.hub

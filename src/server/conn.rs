@@ -15,6 +15,7 @@ use std::io::{self, IoSlice, Read, Write};
 use bytes::{Buf, Bytes};
 use mio::net::TcpStream;
 
+use crate::engine::Ticket;
 use crate::http::response::Cors;
 use crate::hub::Follower;
 use crate::timer::TimerKey;
@@ -55,6 +56,35 @@ pub struct Parked {
     pub keep_alive: bool,
 }
 
+/// An admin request waiting for an engine's answer: what to do with it when it comes.
+#[derive(Debug)]
+pub struct Waiting {
+    /// The engine call's ticket.
+    pub ticket: Ticket,
+    /// When it is answered 503 `engine unavailable` (reactor ms), `--engine-timeout`
+    /// after it was asked.
+    pub deadline: u64,
+    /// The request's keep-alive and CORS answer.
+    pub keep_alive: bool,
+    /// CORS answer decided when the request arrived.
+    pub cors: Cors,
+    /// What was asked.
+    pub call: Call,
+}
+
+/// An admin call to the engine, remembered until its answer comes.
+#[derive(Debug)]
+pub enum Call {
+    /// `POST /pub` to these channels.
+    Publish(Box<[Box<str>]>),
+    /// `GET /channels/NAME`.
+    Info(Box<str>),
+    /// `GET /channels`.
+    List,
+    /// `DELETE /channels/NAME`.
+    Delete(Box<str>),
+}
+
 /// Where a connection is in its life. Every phase has a deadline (or, for `Ready` and
 /// `Closing`, only the unsent-output one), so every connection always has a timer.
 #[derive(Debug)]
@@ -78,6 +108,9 @@ pub enum Phase {
     Parked(Parked),
     /// A streaming response is open; the timer is its heartbeat or its end of life.
     Streaming(Stream),
+    /// An admin request waits for the engine's answer (requests pipelined behind it
+    /// wait too); the timer is `--engine-timeout`.
+    Waiting(Box<Waiting>),
     /// The last response is queued; close once it is written (then linger, with
     /// `linger`, for a client that may still be sending).
     Closing {

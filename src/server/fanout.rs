@@ -55,6 +55,7 @@ impl Server {
         for e in events.drain(..) {
             match e {
                 EngineEvent::Message { channel, msg } => self.deliver(&channel, &msg),
+                EngineEvent::Answered { ticket, answer } => self.engine_answered(ticket, answer),
             }
         }
         self.engine_events = events;

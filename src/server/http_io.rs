@@ -146,7 +146,10 @@ impl Server {
             let body_limit = body_limit(&self.config, admin);
             let window = pipeline_window(&self.config, admin);
             match conn.phase {
-                Phase::Parked(_) | Phase::Streaming(_) | Phase::Closing { .. } => return,
+                Phase::Parked(_)
+                | Phase::Streaming(_)
+                | Phase::Waiting(_)
+                | Phase::Closing { .. } => return,
                 Phase::Lingering { .. } => {
                     conn.clear_input();
                     return;

@@ -32,7 +32,7 @@ mod shutdown;
 mod stats;
 mod timers;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,7 +43,7 @@ use mio::{Events, Poll, Token, Waker};
 
 use crate::clock::{Clock, Now};
 use crate::config::Config;
-use crate::engine::{self, Engine, EngineEvent, MemoryEngine};
+use crate::engine::{self, Engine, EngineEvent, MemoryEngine, Ticket};
 use crate::handle::{GenSlab, Key};
 use crate::http::response::CorsPolicy;
 use crate::hub::{self, Delivery, Hub};
@@ -130,6 +130,8 @@ pub struct Server {
     /// Reused buffers of a fan-out: what the engine reported, who gets a message.
     engine_events: Vec<EngineEvent>,
     deliveries: Vec<Delivery>,
+    /// Admin requests waiting for an engine's answer, by the call's ticket.
+    waiting: HashMap<Ticket, Key<Conn>>,
     stats: Stats,
     shutdown: Arc<AtomicBool>,
     waker: Arc<Waker>,
@@ -157,6 +159,13 @@ impl Server {
     /// Binds both listeners. Ports may be 0; `public_addr`/`admin_addr` tell the result.
     /// Refuses a configuration that `Config::validate` rejects.
     pub fn bind(config: Config) -> io::Result<Server> {
+        let engine = Box::new(MemoryEngine::new(engine::Limits::of(&config)));
+        Server::with_engine(config, engine)
+    }
+
+    /// Binds both listeners, with `engine` as the channel log (tests use engines that
+    /// answer later, as a networked one does).
+    pub fn with_engine(config: Config, engine: Box<dyn Engine + Send>) -> io::Result<Server> {
         config
             .validate()
             .map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
@@ -166,7 +175,7 @@ impl Server {
         let cors = CorsPolicy::new(&config.allow_origin, config.allow_credentials);
         let clock = Clock::default();
         Ok(Server {
-            engine: Box::new(MemoryEngine::new(engine::Limits::of(&config))),
+            engine,
             hub: Hub::new(hub::Limits::of(&config)),
             config,
             poll,
@@ -183,6 +192,7 @@ impl Server {
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             engine_events: Vec::new(),
             deliveries: Vec::new(),
+            waiting: HashMap::new(),
             stats: Stats::default(),
             shutdown: Arc::new(AtomicBool::new(false)),
             waker,

@@ -34,14 +34,21 @@ impl Server {
         cors: Cors,
         extra: &str,
     ) {
-        let parts = response::error(
-            e.status,
-            e.message,
-            head.keep_alive,
-            self.cors.lines(cors),
-            extra,
-        );
-        self.respond(key, e.status, parts, head.keep_alive);
+        self.respond_error_with(key, head.keep_alive, e, cors, extra);
+    }
+
+    /// `respond_error` for a request whose head is gone (answered later).
+    pub(super) fn respond_error_with(
+        &mut self,
+        key: Key<Conn>,
+        keep_alive: bool,
+        e: HttpError,
+        cors: Cors,
+        extra: &str,
+    ) {
+        let lines = self.cors.lines(cors);
+        let parts = response::error(e.status, e.message, keep_alive, lines, extra);
+        self.respond(key, e.status, parts, keep_alive);
     }
 
     /// Answers 200 with `body` of type `ctype`.
@@ -53,15 +60,21 @@ impl Server {
         ctype: &str,
         body: Bytes,
     ) {
-        let h = response::head(
-            200,
-            ctype,
-            body.len(),
-            head.keep_alive,
-            self.cors.lines(cors),
-            "",
-        );
-        self.respond(key, 200, [h, body], head.keep_alive);
+        self.respond_ok_with(key, head.keep_alive, cors, ctype, body);
+    }
+
+    /// `respond_ok` for a request whose head is gone (answered later).
+    pub(super) fn respond_ok_with(
+        &mut self,
+        key: Key<Conn>,
+        keep_alive: bool,
+        cors: Cors,
+        ctype: &str,
+        body: Bytes,
+    ) {
+        let lines = self.cors.lines(cors);
+        let h = response::head(200, ctype, body.len(), keep_alive, lines, "");
+        self.respond(key, 200, [h, body], keep_alive);
     }
 
     /// Queues a whole response and moves the connection to its next phase.

@@ -129,6 +129,7 @@ impl Server {
         let outcome = match self.conns.get(key).map(|c| &c.phase) {
             Some(super::conn::Phase::Parked(_)) => "parked".to_string(),
             Some(super::conn::Phase::Streaming(_)) => "stream".to_string(),
+            Some(super::conn::Phase::Waiting(_)) => "waiting".to_string(),
             _ => self.last_status.to_string(),
         };
         let peer = peer.map_or("-".to_string(), |p| p.to_string());

@@ -93,7 +93,8 @@ impl Server {
                         self.arm(key);
                     }
                 }
-                Phase::Closing { .. } | Phase::Lingering { .. } => {}
+                // Answered when the engine answers, or at --engine-timeout.
+                Phase::Waiting(_) | Phase::Closing { .. } | Phase::Lingering { .. } => {}
             }
         }
         let at = after(self.now.ms, self.config.shutdown_timeout);

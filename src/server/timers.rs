@@ -29,6 +29,7 @@ fn deadline(conn: &Conn, config: &Config, now: u64) -> u64 {
         Phase::Idle { since } => (!waiting).then(|| after(*since, config.idle_timeout)),
         Phase::Ready | Phase::Closing { .. } => None,
         Phase::Parked(p) => Some(p.deadline),
+        Phase::Waiting(w) => Some(w.deadline),
         // No heartbeat while output is still waiting: the stall clock watches it.
         Phase::Streaming(st) if waiting => Some(st.end_ms),
         Phase::Streaming(st) => Some(after(st.last_write_ms, config.heartbeat).min(st.end_ms)),
@@ -112,6 +113,7 @@ impl Server {
                 self.answer_poll(key, &[noop], false);
             }
             Phase::Streaming(_) => self.stream_tick(key),
+            Phase::Waiting(w) if now >= w.deadline => self.engine_timed_out(key),
             Phase::Lingering { until } if now >= *until => return self.close(key),
             _ => {}
         }

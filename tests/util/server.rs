@@ -22,7 +22,20 @@ impl TestServer {
     pub fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = Config::ephemeral();
         tweak(&mut config);
-        let mut server = Server::bind(config).expect("bind");
+        TestServer::run(Server::bind(config).expect("bind"))
+    }
+
+    /// Starts a server with `engine` as its channel log.
+    pub fn start_with_engine(
+        tweak: impl FnOnce(&mut Config),
+        engine: Box<dyn comet_gateway::engine::Engine + Send>,
+    ) -> TestServer {
+        let mut config = Config::ephemeral();
+        tweak(&mut config);
+        TestServer::run(Server::with_engine(config, engine).expect("bind"))
+    }
+
+    fn run(mut server: Server) -> TestServer {
         let public = server.public_addr().unwrap();
         let admin = server.admin_addr().unwrap();
         let handle = server.shutdown_handle();

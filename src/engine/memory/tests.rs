@@ -40,6 +40,7 @@ fn drained(e: &mut MemoryEngine) -> Vec<(String, u64)> {
     out.into_iter()
         .map(|ev| match ev {
             EngineEvent::Message { channel, msg } => (channel.to_string(), msg.seq),
+            other => panic!("the memory engine answers at once: {other:?}"),
         })
         .collect()
 }
@@ -269,8 +270,11 @@ fn every_published_message_comes_out_of_drain_events_once_in_order() {
     e.drain_events(&mut out);
     let got: Vec<_> = out
         .iter()
-        .map(|EngineEvent::Message { channel, msg }| {
-            (channel.to_string(), msg.seq, msg.json.clone())
+        .map(|ev| match ev {
+            EngineEvent::Message { channel, msg } => {
+                (channel.to_string(), msg.seq, msg.json.clone())
+            }
+            other => panic!("the memory engine answers at once: {other:?}"),
         })
         .collect();
     assert_eq!(

@@ -1,11 +1,14 @@
 //! The channel endpoints of the admin listener: `POST /pub` (the engine appends to each
 //! channel; the fan-out that follows answers every parked poll and feeds every stream),
 //! `GET /channels/NAME`, `GET /channels` and `DELETE /channels/NAME` (its subscribers
-//! get `close`).
+//! get `close`). Each is one engine call, answered at once by the memory engine; an
+//! engine that answers later (a network round trip) parks the request in
+//! `Phase::Waiting` until its answer comes (`engine_answered`) or `--engine-timeout`
+//! passes (503 `engine unavailable`).
 
 use bytes::Bytes;
 
-use crate::engine::{valid_name, EngineError};
+use crate::engine::{valid_name, Answer, EngineError, LogInfo, Reply, Ticket};
 use crate::event;
 use crate::handle::Key;
 use crate::http::query::Query;
@@ -13,14 +16,29 @@ use crate::http::request::Head;
 use crate::http::response::{self, ctype, Cors};
 use crate::http::HttpError;
 use crate::json;
-use crate::server::conn::{Conn, Phase};
-use crate::server::Server;
+use crate::server::conn::{Call, Conn, Phase, Waiting};
+use crate::server::{after, Server};
 use crate::subscription;
 
 /// Most channels one publish may name.
 pub const MAX_PUBLISH_CHANNELS: usize = 1024;
 /// Most channels one `GET /channels` lists.
 const MAX_LIST: usize = 10_000;
+
+/// An engine's reply to one call, as the answer the handlers take.
+fn settle<T>(reply: Reply<T>, answer: fn(T) -> Answer) -> Reply<Answer> {
+    match reply {
+        Reply::Now(t) => Reply::Now(answer(t)),
+        Reply::Later(ticket) => Reply::Later(ticket),
+    }
+}
+
+fn engine_error(e: EngineError) -> HttpError {
+    match e {
+        EngineError::TooManyChannels => HttpError::new(503, "too many channels"),
+        EngineError::Unavailable => HttpError::new(503, "engine unavailable"),
+    }
+}
 
 impl Server {
     /// Handles `POST /pub?channel=a[,b]`.
@@ -32,33 +50,25 @@ impl Server {
         body: Bytes,
         cors: Cors,
     ) {
-        let result = self.try_publish(q, &body);
+        let names = match subscription::parse_names(q, MAX_PUBLISH_CHANNELS) {
+            Ok(n) => n,
+            Err(e) => return self.respond_error(key, head, e, cors, ""),
+        };
+        let Ok(payload) = std::str::from_utf8(&body) else {
+            let e = HttpError::new(400, "payload is not UTF-8");
+            return self.respond_error(key, head, e, cors, "");
+        };
+        let reply = self.engine.publish(&names, payload, self.now);
         // Subscribers get the message before the publisher its answer.
         self.fan_out();
-        match result {
-            Ok(json) => self.respond_ok(key, head, cors, ctype::JSON, json),
-            Err(e) => self.respond_error(key, head, e, cors, ""),
-        }
-    }
-
-    fn try_publish(&mut self, q: &Query, body: &[u8]) -> Result<Bytes, HttpError> {
-        let names = subscription::parse_names(q, MAX_PUBLISH_CHANNELS)?;
-        let payload =
-            std::str::from_utf8(body).map_err(|_| HttpError::new(400, "payload is not UTF-8"))?;
-        let seqs = self
-            .engine
-            .publish(&names, payload, self.now)
-            .map_err(|e| match e {
-                EngineError::TooManyChannels => HttpError::new(503, "too many channels"),
-            })?;
-        debug_assert_eq!(seqs.len(), names.len(), "a channel left out of a publish");
-        let result = |o: &mut json::Obj, (name, seq): (&&str, &u64)| {
-            o.str("channel", name).num("seq", *seq);
-        };
-        Ok(match (names.as_slice(), seqs.as_slice()) {
-            ([name], [seq]) => json::object(|o| result(o, (name, seq))),
-            _ => json::array(names.iter().zip(&seqs), result),
-        })
+        let call = Call::Publish(names.iter().map(|n| (*n).into()).collect());
+        self.call_engine(
+            key,
+            head.keep_alive,
+            cors,
+            call,
+            settle(reply, Answer::Published),
+        );
     }
 
     /// Handles `GET /channels/NAME`.
@@ -69,24 +79,11 @@ impl Server {
         name: &str,
         cors: Cors,
     ) {
-        let info = valid_name(name)
-            .then(|| self.engine.info(name, self.now))
-            .flatten();
-        let Some(info) = info else {
-            let e = HttpError::new(404, "no such channel");
-            return self.respond_error(key, head, e, cors, "");
-        };
-        let (subscribers, sessions) = self.hub.counts(name);
-        let body = json::object(|o| {
-            o.str("channel", &info.name)
-                .num("first_seq", info.first_seq)
-                .num("oldest_seq", info.oldest_seq)
-                .num("next_seq", info.next_seq)
-                .num("buffered", info.buffered as u64)
-                .num("subscribers", subscribers as u64)
-                .num("sessions", u64::from(sessions));
-        });
-        self.respond_ok(key, head, cors, ctype::JSON, body);
+        if !valid_name(name) {
+            return self.respond_error(key, head, HttpError::new(404, "no such channel"), cors, "");
+        }
+        let reply = settle(self.engine.info(name, self.now), Answer::Info);
+        self.call_engine(key, head.keep_alive, cors, Call::Info(name.into()), reply);
     }
 
     /// `GET /channels[?prefix=P&limit=N]`, sorted by name; costs what it returns.
@@ -106,14 +103,8 @@ impl Server {
                 return self.respond_error(key, head, e, cors, "");
             }
         };
-        let list = self.engine.list(prefix, limit);
-        let body = json::array(&list, |o, c| {
-            o.str("channel", &c.name)
-                .num("next_seq", c.next_seq)
-                .num("buffered", c.buffered as u64)
-                .num("subscribers", self.hub.counts(&c.name).0 as u64);
-        });
-        self.respond_ok(key, head, cors, ctype::JSON, body);
+        let reply = settle(self.engine.list(prefix, limit), Answer::List);
+        self.call_engine(key, head.keep_alive, cors, Call::List, reply);
     }
 
     /// `DELETE /channels/NAME`: every subscriber gets `close` for it, then it is dropped.
@@ -124,14 +115,166 @@ impl Server {
         name: &str,
         cors: Cors,
     ) {
-        if !valid_name(name) || !self.engine.delete(name) {
-            let e = HttpError::new(404, "no such channel");
-            return self.respond_error(key, head, e, cors, "");
+        if !valid_name(name) {
+            return self.respond_error(key, head, HttpError::new(404, "no such channel"), cors, "");
         }
+        let reply = settle(self.engine.delete(name), Answer::Deleted);
+        self.call_engine(key, head.keep_alive, cors, Call::Delete(name.into()), reply);
+    }
+
+    /// Answers an engine call now, or parks the connection until its answer comes.
+    fn call_engine(
+        &mut self,
+        key: Key<Conn>,
+        keep_alive: bool,
+        cors: Cors,
+        call: Call,
+        reply: Reply<Answer>,
+    ) {
+        let ticket = match reply {
+            Reply::Now(answer) => return self.answer_call(key, keep_alive, cors, call, answer),
+            Reply::Later(ticket) => ticket,
+        };
+        let deadline = after(self.now.ms, self.config.engine_timeout);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let w = Waiting {
+            ticket,
+            deadline,
+            keep_alive,
+            cors,
+            call,
+        };
+        conn.phase = Phase::Waiting(Box::new(w));
+        self.waiting.insert(ticket, key);
+        self.arm(key);
+    }
+
+    /// The engine answered the call under `ticket`: the connection that waits for it is
+    /// answered, then goes on with what it pipelined.
+    pub(in crate::server) fn engine_answered(&mut self, ticket: Ticket, answer: Answer) {
+        let Some(w) = self.take_waiting(ticket) else {
+            return;
+        };
+        let (key, w) = w;
+        self.answer_call(key, w.keep_alive, w.cors, w.call, answer);
+        self.pending_input.push(key);
+    }
+
+    /// `--engine-timeout` passed without an answer: 503 `engine unavailable` (an answer
+    /// that comes after is dropped).
+    pub(in crate::server) fn engine_timed_out(&mut self, key: Key<Conn>) {
+        let ticket = match self.conns.get(key).map(|c| &c.phase) {
+            Some(Phase::Waiting(w)) => w.ticket,
+            _ => return,
+        };
+        let Some((key, w)) = self.take_waiting(ticket) else {
+            return;
+        };
+        log::warn!(
+            "engine did not answer within {:?}",
+            self.config.engine_timeout
+        );
+        let e = engine_error(EngineError::Unavailable);
+        self.respond_error_with(key, w.keep_alive, e, w.cors, "");
+        self.pending_input.push(key);
+    }
+
+    /// The connection waiting under `ticket`, taken out of its wait.
+    fn take_waiting(&mut self, ticket: Ticket) -> Option<(Key<Conn>, Box<Waiting>)> {
+        let key = self.waiting.remove(&ticket)?;
+        let conn = self.conns.get_mut(key)?;
+        if !matches!(&conn.phase, Phase::Waiting(w) if w.ticket == ticket) {
+            return None;
+        }
+        match std::mem::replace(&mut conn.phase, Phase::Ready) {
+            Phase::Waiting(w) => Some((key, w)),
+            _ => None,
+        }
+    }
+
+    /// Answers an engine call's request with the engine's answer.
+    fn answer_call(
+        &mut self,
+        key: Key<Conn>,
+        keep_alive: bool,
+        cors: Cors,
+        call: Call,
+        answer: Answer,
+    ) {
+        let result = match (call, answer) {
+            (Call::Publish(names), Answer::Published(r)) => r.map(|seqs| {
+                debug_assert_eq!(seqs.len(), names.len(), "a channel left out of a publish");
+                Some(publish_json(&names, &seqs))
+            }),
+            (Call::Info(name), Answer::Info(r)) => {
+                r.map(|info| info.map(|i| self.info_json(&name, &i)))
+            }
+            (Call::List, Answer::List(r)) => r.map(|list| Some(self.list_json(&list))),
+            (Call::Delete(name), Answer::Deleted(r)) => r.map(|gone| {
+                gone.then(|| {
+                    self.close_deleted(&name);
+                    Bytes::new()
+                })
+            }),
+            (call, answer) => {
+                debug_assert!(false, "answer {answer:?} to call {call:?}");
+                return self.respond_error_with(
+                    key,
+                    keep_alive,
+                    HttpError::new(500, "internal error"),
+                    cors,
+                    "",
+                );
+            }
+        };
+        match result {
+            Err(e) => self.respond_error_with(key, keep_alive, engine_error(e), cors, ""),
+            Ok(None) => self.respond_error_with(
+                key,
+                keep_alive,
+                HttpError::new(404, "no such channel"),
+                cors,
+                "",
+            ),
+            Ok(Some(body)) if body.is_empty() => {
+                let h = response::head(204, "", 0, keep_alive, self.cors.lines(cors), "");
+                self.respond(key, 204, [h], keep_alive);
+            }
+            Ok(Some(body)) => self.respond_ok_with(key, keep_alive, cors, ctype::JSON, body),
+        }
+    }
+
+    fn info_json(&self, name: &str, info: &LogInfo) -> Bytes {
+        let (subscribers, sessions) = self.hub.counts(name);
+        json::object(|o| {
+            o.str("channel", &info.name)
+                .num("first_seq", info.first_seq)
+                .num("oldest_seq", info.oldest_seq)
+                .num("next_seq", info.next_seq)
+                .num("buffered", info.buffered as u64)
+                .num("subscribers", subscribers as u64)
+                .num("sessions", u64::from(sessions));
+        })
+    }
+
+    fn list_json(&self, list: &[LogInfo]) -> Bytes {
+        json::array(list, |o, c| {
+            o.str("channel", &c.name)
+                .num("next_seq", c.next_seq)
+                .num("buffered", c.buffered as u64)
+                .num("subscribers", self.hub.counts(&c.name).0 as u64);
+        })
+    }
+
+    /// Channel `name` was deleted: its parked polls are answered `close`, its streams
+    /// sent `close` (and kept open, as after `unsubscribe`: an EventSource that saw its
+    /// stream end would reconnect to the same URL).
+    fn close_deleted(&mut self, name: &str) {
         let close = event::close(name);
-        let (ch, subscribers) = match self.hub.delete(name) {
-            Some((ch, subs)) => (Some(ch), subs),
-            None => (None, Vec::new()),
+        let Some((ch, subscribers)) = self.hub.delete(name) else {
+            return;
         };
         for sub in subscribers {
             let Some(conn) = self.conns.get_mut(sub) else {
@@ -139,12 +282,8 @@ impl Server {
             };
             match &mut conn.phase {
                 Phase::Parked(_) => self.answer_poll(sub, std::slice::from_ref(&close), false),
-                // A stream left with no channel stays open, as after `unsubscribe`: an
-                // EventSource that saw its stream end would reconnect to the same URL.
                 Phase::Streaming(st) => {
-                    if let Some(ch) = ch {
-                        st.follower.subs.remove(ch);
-                    }
+                    st.follower.subs.remove(ch);
                     let frame = st
                         .out
                         .event(&close, &self.hub.cursor(st.follower.subs.as_slice()));
@@ -155,7 +294,16 @@ impl Server {
                 _ => {}
             }
         }
-        let h = response::head(204, "", 0, head.keep_alive, self.cors.lines(cors), "");
-        self.respond(key, 204, [h], head.keep_alive);
+    }
+}
+
+/// `{"channel":…,"seq":…}` for one channel, an array of them for several.
+fn publish_json(names: &[Box<str>], seqs: &[u64]) -> Bytes {
+    let result = |o: &mut json::Obj, (name, seq): (&str, u64)| {
+        o.str("channel", name).num("seq", seq);
+    };
+    match (names, seqs) {
+        ([name], [seq]) => json::object(|o| result(o, (name, *seq))),
+        _ => json::array(names.iter().map(|n| &**n).zip(seqs.iter().copied()), result),
     }
 }
