@@ -22,6 +22,9 @@ type Delay = Arc<Mutex<Option<u64>>>;
 struct Later {
     inner: MemoryEngine,
     delay: Delay,
+    /// Queue the answer at once (still under a ticket), as an engine that happened to
+    /// read its reply while sending the call would.
+    quick: bool,
     next_ticket: u64,
     /// Answers (with the messages they caused) and when they are released.
     held: Vec<(u64, Ticket, Answer, Vec<EngineEvent>)>,
@@ -35,6 +38,7 @@ impl Later {
         Later {
             inner: MemoryEngine::new(limits),
             delay,
+            quick: false,
             next_ticket: 1,
             held: Vec::new(),
             out: Vec::new(),
@@ -47,6 +51,11 @@ impl Later {
         self.next_ticket += 1;
         let mut caused = Vec::new();
         self.inner.drain_events(&mut caused);
+        if self.quick {
+            self.out.extend(caused);
+            self.out.push(EngineEvent::Answered { ticket, answer });
+            return Reply::Later(ticket);
+        }
         let due = match *self.delay.lock().unwrap() {
             Some(ms) => self.now_ms + ms,
             None => u64::MAX,
@@ -207,4 +216,72 @@ fn a_publisher_that_hangs_up_while_waiting_leaves_nothing_behind() {
     assert!(s.publish("news", "next")["seq"].as_u64().is_some());
     let info = s.channel("news").unwrap();
     assert_eq!(info["buffered"].as_u64(), Some(2));
+}
+
+#[test]
+fn a_publisher_that_half_closes_while_waiting_still_gets_its_answer() {
+    let s = start(Some(300), |_| {});
+    let mut admin = Conn::open(s.admin);
+    admin.send(&post("hc", "x"));
+    // The request is waiting by now; then the client says it will send no more.
+    std::thread::sleep(Duration::from_millis(100));
+    admin.sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let r = admin.response();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(admin.ends_cleanly());
+}
+
+#[test]
+fn a_head_request_and_a_connection_close_wait_like_any_other() {
+    let s = start(Some(100), |_| {});
+    s.publish("h", "x");
+    let mut admin = Conn::open(s.admin);
+    admin.send(concat!(
+        "HEAD /channels/h HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /channels/h HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\n\r\n"
+    ));
+    let r = admin.head_only();
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            > 0
+    );
+    let r = admin.response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["channel"], "h");
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert!(
+        admin.ends_cleanly(),
+        "nothing answered past Connection: close"
+    );
+}
+
+#[test]
+fn an_answer_after_the_timeout_goes_nowhere() {
+    let s = start(Some(400), |c| c.engine_timeout = Duration::from_millis(150));
+    let mut admin = Conn::open(s.admin);
+    admin.send(&post("late", "x"));
+    assert_eq!(admin.response().status, 503);
+    std::thread::sleep(Duration::from_millis(400));
+    admin.send("GET /healthz HTTP/1.1\r\n\r\n");
+    assert_eq!(admin.response().status, 200);
+    assert!(admin.nothing_pending(), "the late answer was not written");
+}
+
+#[test]
+fn an_answer_the_engine_queued_during_the_call_is_not_lost() {
+    let mut engine = Later::new(Arc::new(Mutex::new(Some(0))));
+    engine.quick = true;
+    let s = TestServer::start_with_engine(|_| {}, Box::new(engine));
+    let mut sub = StreamClient::open(s.public, Transport::Stream, "channel=q", "");
+    assert_eq!(sub.next_event().unwrap()["type"], "hello");
+    let mut admin = Conn::open(s.admin);
+    admin.send(&post("q", "x"));
+    let r = admin.response();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(sub.data(1)[0]["data"], "x");
 }

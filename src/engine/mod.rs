@@ -74,7 +74,11 @@ impl EngineEvent {
 }
 
 /// Names a call whose answer comes later (after a network round trip), as an
-/// `EngineEvent::Answered` with the same ticket. Unique per engine.
+/// `EngineEvent::Answered` with the same ticket. Unique per engine (the reactor asserts
+/// it in debug builds). An engine emits the `Message` events a call caused before the
+/// call's `Answered`, so subscribers get a message before its publisher gets its seq.
+/// A call the reactor stopped waiting for (`--engine-timeout`) may still take effect:
+/// its late answer is dropped, and the engine bounds its own pending calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Ticket(pub u64);
 

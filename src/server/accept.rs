@@ -318,7 +318,7 @@ impl Server {
                 self.hub.leave(engine, key, f.subs.as_slice(), now);
             }
             // Its answer, when it comes, finds nobody waiting.
-            Phase::Waiting(w) => {
+            Phase::Waiting(w) if self.waiting.get(&w.ticket) == Some(&key) => {
                 self.waiting.remove(&w.ticket);
             }
             Phase::Streaming(st) => {

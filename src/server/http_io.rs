@@ -112,7 +112,9 @@ impl Server {
                     let gone = matches!(
                         conn.phase,
                         Phase::Parked(_) | Phase::Streaming(_) | Phase::Lingering { .. }
-                    ) || conn.rbuf().is_empty() && conn.wq_is_empty();
+                    ) || !matches!(conn.phase, Phase::Waiting(_))
+                        && conn.rbuf().is_empty()
+                        && conn.wq_is_empty();
                     if gone {
                         self.close(key);
                         return false;

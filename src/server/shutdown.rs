@@ -93,8 +93,9 @@ impl Server {
                         self.arm(key);
                     }
                 }
-                // Answered when the engine answers, or at --engine-timeout.
-                Phase::Waiting(_) | Phase::Closing { .. } | Phase::Lingering { .. } => {}
+                // Answered when the engine answers, or at --engine-timeout; then closed.
+                Phase::Waiting(w) => w.keep_alive = false,
+                Phase::Closing { .. } | Phase::Lingering { .. } => {}
             }
         }
         let at = after(self.now.ms, self.config.shutdown_timeout);

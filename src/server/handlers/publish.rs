@@ -58,17 +58,22 @@ impl Server {
             let e = HttpError::new(400, "payload is not UTF-8");
             return self.respond_error(key, head, e, cors, "");
         };
-        let reply = self.engine.publish(&names, payload, self.now);
-        // Subscribers get the message before the publisher its answer.
-        self.fan_out();
-        let call = Call::Publish(names.iter().map(|n| (*n).into()).collect());
-        self.call_engine(
-            key,
-            head.keep_alive,
-            cors,
-            call,
-            settle(reply, Answer::Published),
+        let reply = settle(
+            self.engine.publish(&names, payload, self.now),
+            Answer::Published,
         );
+        let call = Call::Publish(names.iter().map(|n| (*n).into()).collect());
+        if let Reply::Later(_) = reply {
+            // Wait first: an answer the engine has already queued must find the
+            // connection waiting. (The engine emits the messages before the answer, so
+            // subscribers still get them first.)
+            self.call_engine(key, head.keep_alive, cors, call, reply);
+            self.fan_out();
+        } else {
+            // Subscribers get the message before the publisher its answer.
+            self.fan_out();
+            self.call_engine(key, head.keep_alive, cors, call, reply);
+        }
     }
 
     /// Handles `GET /channels/NAME`.
@@ -147,7 +152,8 @@ impl Server {
             call,
         };
         conn.phase = Phase::Waiting(Box::new(w));
-        self.waiting.insert(ticket, key);
+        let earlier = self.waiting.insert(ticket, key);
+        debug_assert!(earlier.is_none(), "the engine reused ticket {ticket:?}");
         self.arm(key);
     }
 
@@ -165,13 +171,20 @@ impl Server {
     /// `--engine-timeout` passed without an answer: 503 `engine unavailable` (an answer
     /// that comes after is dropped).
     pub(in crate::server) fn engine_timed_out(&mut self, key: Key<Conn>) {
-        let ticket = match self.conns.get(key).map(|c| &c.phase) {
-            Some(Phase::Waiting(w)) => w.ticket,
-            _ => return,
-        };
-        let Some((key, w)) = self.take_waiting(ticket) else {
+        let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        if !matches!(conn.phase, Phase::Waiting(_)) {
+            return;
+        }
+        let Phase::Waiting(w) = std::mem::replace(&mut conn.phase, Phase::Ready) else {
+            return;
+        };
+        // Only its own entry: an engine that reused a ticket must not cost another
+        // waiter its answer.
+        if self.waiting.get(&w.ticket) == Some(&key) {
+            self.waiting.remove(&w.ticket);
+        }
         log::warn!(
             "engine did not answer within {:?}",
             self.config.engine_timeout
