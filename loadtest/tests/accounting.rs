@@ -5,32 +5,18 @@
 use std::time::Duration;
 
 use clap::Parser;
-use comet_gateway::{Config as GatewayConfig, Server};
 use comet_loadtest::{run, Config, Summary, Transport};
 
-struct Gateway {
-    public: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-    handle: comet_gateway::ShutdownHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
+mod common;
+
+use common::Gateway;
+
+/// Runs the generator in-process against the gateway.
+trait Load {
+    fn load(&self, transport: Transport, extra: &[&str]) -> Summary;
 }
 
-impl Gateway {
-    fn start(tweak: impl FnOnce(&mut GatewayConfig)) -> Gateway {
-        let mut c = GatewayConfig::ephemeral();
-        tweak(&mut c);
-        let mut s = Server::bind(c).unwrap();
-        let (public, admin) = (s.public_addr().unwrap(), s.admin_addr().unwrap());
-        let handle = s.shutdown_handle();
-        let thread = Some(std::thread::spawn(move || s.run().unwrap()));
-        Gateway {
-            public,
-            admin,
-            handle,
-            thread,
-        }
-    }
-
+impl Load for Gateway {
     fn load(&self, transport: Transport, extra: &[&str]) -> Summary {
         let mut args = vec![
             "comet-loadtest".to_string(),
@@ -48,15 +34,6 @@ impl Gateway {
         args.extend(extra.iter().map(|s| s.to_string()));
         let cfg = Config::parse_from(args);
         run(&cfg).expect("run")
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -7,44 +7,22 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use comet_gateway::{Config as GatewayConfig, Server};
+mod common;
 
-struct Gateway {
-    public: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-    handle: comet_gateway::ShutdownHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
+use common::Gateway;
+
+/// The load generator's binary aimed at the gateway.
+trait Binary {
+    fn command(&self, extra: &[&str]) -> Command;
 }
 
-impl Gateway {
-    fn start() -> Gateway {
-        let mut s = Server::bind(GatewayConfig::ephemeral()).unwrap();
-        let (public, admin) = (s.public_addr().unwrap(), s.admin_addr().unwrap());
-        let handle = s.shutdown_handle();
-        let thread = Some(std::thread::spawn(move || s.run().unwrap()));
-        Gateway {
-            public,
-            admin,
-            handle,
-            thread,
-        }
-    }
-
+impl Binary for Gateway {
     fn command(&self, extra: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_comet-loadtest"));
         c.arg(format!("--target={}", self.public))
             .arg(format!("--admin={}", self.admin))
             .args(extra);
         c
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -60,7 +38,7 @@ fn last_number(json: &str, key: &str) -> u64 {
 
 #[test]
 fn three_processes_are_accounted_as_one_run() {
-    let g = Gateway::start();
+    let g = Gateway::start(|_| {});
     let json = std::env::temp_dir().join(format!("lt-processes-{}.json", std::process::id()));
     let out = g
         .command(&[
@@ -154,7 +132,7 @@ fn alive(pid: u32) -> bool {
 
 #[test]
 fn workers_end_when_their_coordinator_is_killed() {
-    let g = Gateway::start();
+    let g = Gateway::start(|_| {});
     let mut coordinator = g
         .command(&[
             "--quiet",
