@@ -194,8 +194,7 @@ impl Server {
             Endpoint::Static(body, ctype) => {
                 self.respond_ok(key, &head, cors, ctype, Bytes::from_static(body))
             }
-            Endpoint::Channel(name) if delete => self.handle_channel_delete(key, &head, name, cors),
-            Endpoint::Channel(name) => self.handle_channel_info(key, &head, name, cors),
+            Endpoint::Channel(name) => self.handle_channel(key, &head, name, cors, delete),
             Endpoint::ChannelList => self.handle_channel_list(key, &head, &query, cors),
             Endpoint::Stats => self.handle_stats(key, &head, cors),
             Endpoint::Sign => self.handle_sign(key, &head, &query, cors),

@@ -76,19 +76,27 @@ impl Server {
         }
     }
 
-    /// Handles `GET /channels/NAME`.
-    pub(in crate::server) fn handle_channel_info(
+    /// Handles `GET /channels/NAME` (its info) and, with `delete`, `DELETE
+    /// /channels/NAME` (every subscriber gets `close` for it, then it is dropped).
+    pub(in crate::server) fn handle_channel(
         &mut self,
         key: Key<Conn>,
         head: &Head,
         name: &str,
         cors: Cors,
+        delete: bool,
     ) {
         if !valid_name(name) {
             return self.respond_error(key, head, HttpError::new(404, "no such channel"), cors, "");
         }
-        let reply = settle(self.engine.info(name, self.now), Answer::Info);
-        self.call_engine(key, head.keep_alive, cors, Call::Info(name.into()), reply);
+        let (call, reply) = if delete {
+            let reply = settle(self.engine.delete(name), Answer::Deleted);
+            (Call::Delete(name.into()), reply)
+        } else {
+            let reply = settle(self.engine.info(name, self.now), Answer::Info);
+            (Call::Info(name.into()), reply)
+        };
+        self.call_engine(key, head.keep_alive, cors, call, reply);
     }
 
     /// `GET /channels[?prefix=P&limit=N]`, sorted by name; costs what it returns.
@@ -110,21 +118,6 @@ impl Server {
         };
         let reply = settle(self.engine.list(prefix, limit), Answer::List);
         self.call_engine(key, head.keep_alive, cors, Call::List, reply);
-    }
-
-    /// `DELETE /channels/NAME`: every subscriber gets `close` for it, then it is dropped.
-    pub(in crate::server) fn handle_channel_delete(
-        &mut self,
-        key: Key<Conn>,
-        head: &Head,
-        name: &str,
-        cors: Cors,
-    ) {
-        if !valid_name(name) {
-            return self.respond_error(key, head, HttpError::new(404, "no such channel"), cors, "");
-        }
-        let reply = settle(self.engine.delete(name), Answer::Deleted);
-        self.call_engine(key, head.keep_alive, cors, Call::Delete(name.into()), reply);
     }
 
     /// Answers an engine call now, or parks the connection until its answer comes.
