@@ -20,6 +20,7 @@
 
 mod log;
 mod memory;
+pub(crate) mod redis;
 
 use std::sync::Arc;
 

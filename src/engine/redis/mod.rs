@@ -1,0 +1,18 @@
+//! The Redis engine (issue 11, in progress): channel logs in a Redis shared by many
+//! gateway processes. `publish.lua`, `read.lua` and `delete.lua` are the atomic steps
+//! (seq assignment + capped history + live publish in one script); the connections are
+//! non-blocking and driven by the reactor's `Poll`.
+//!
+//! Not wired into the server yet: `--engine` still only knows `memory`.
+
+/// The Lua scripts, loaded once per connection with `SCRIPT LOAD` and run with `EVALSHA`.
+#[allow(dead_code)]
+pub(crate) mod scripts {
+    /// Append + publish (seq from the channel's meta; a channel Redis lost starts a new
+    /// life at the server clock in µs).
+    pub const PUBLISH: &str = include_str!("publish.lua");
+    /// Catch-up read from a seq (optionally fixing the first seq of a new channel).
+    pub const READ: &str = include_str!("read.lua");
+    /// Delete, raising the prefix's seq floor.
+    pub const DELETE: &str = include_str!("delete.lua");
+}

@@ -1,0 +1,35 @@
+-- Appends one message to a channel and publishes it, in one atomic step.
+--
+-- KEYS[1]  the channel's meta hash: f = first seq of this life, n = next seq
+-- KEYS[2]  the channel's history stream (entry id "<seq>-0", fields d = payload,
+--          t = publish time in ms)
+-- KEYS[3]  the prefix's seq floor: one past the last seq of any deleted channel
+-- ARGV[1]  payload
+-- ARGV[2]  --buffer (MAXLEN of the history)
+-- ARGV[3]  --channel-ttl in seconds (0: keys never expire)
+-- ARGV[4]  the pub/sub channel live messages go to
+--
+-- A channel without meta starts a new life at the server's clock in microseconds (and
+-- past the floor), so a channel Redis lost comes back with higher seqs and subscribers
+-- get `reset`, never a silent gap. Seqs are kept as decimal strings: Lua numbers are
+-- doubles, exact to 2^53 (microsecond timestamps are ~2^51), but print in exponent form.
+-- Returns the message's seq as a string.
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local first = redis.call('HGET', KEYS[1], 'f')
+if not first then
+  local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local floor = tonumber(redis.call('GET', KEYS[3]) or '0')
+  local start = math.max(now_us, floor, 1)
+  first = string.format('%.0f', start)
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'f', first, 'n', first)
+end
+local seq = string.format('%.0f', redis.call('HINCRBY', KEYS[1], 'n', 1) - 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-0', 'd', ARGV[1], 't', now_ms)
+if ARGV[3] ~= '0' then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+redis.call('PUBLISH', ARGV[4], seq .. ':' .. ARGV[1])
+return seq
