@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond Rust: Debian's Chromium (the browser tests)
-# and playwright-core (to drive it) from the npm registry. Idempotent and quick when
+# Installs what the test suite needs beyond Rust: Debian's Chromium (the browser tests),
+# playwright-core (to drive it) from the npm registry, and Debian's redis-server. Idempotent and quick when
 # everything is there already. Node.js itself comes with the machine.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -8,6 +8,14 @@ if [ ! -x /usr/bin/chromium ]; then
   echo "tests/setup.sh: installing chromium"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+# Redis for the Redis-engine tests; they start their own redis-server on a free loopback
+# port, so the system service Debian starts on install is stopped and disabled.
+if [ ! -x /usr/bin/redis-server ]; then
+  echo "tests/setup.sh: installing redis-server"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  (systemctl disable --now redis-server || service redis-server stop) >/dev/null 2>&1 || true
 fi
 if [ ! -d browser/node_modules/playwright-core ]; then
   echo "tests/setup.sh: installing playwright-core"
