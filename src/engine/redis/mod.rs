@@ -5,6 +5,9 @@
 //!
 //! Not wired into the server yet: `--engine` still only knows `memory`.
 
+#[allow(dead_code)]
+pub(crate) mod sync;
+
 /// The Lua scripts, loaded once per connection with `SCRIPT LOAD` and run with `EVALSHA`.
 #[allow(dead_code)]
 pub(crate) mod scripts {
