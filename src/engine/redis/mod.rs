@@ -19,3 +19,7 @@ pub(crate) mod scripts {
     /// Delete, raising the prefix's seq floor.
     pub const DELETE: &str = include_str!("delete.lua");
 }
+
+/// The non-blocking RESP2 connections (commands, pub/sub); unused until the engine lands.
+#[allow(dead_code)]
+pub(crate) mod resp;
