@@ -3,104 +3,56 @@
 //! seqs from the server clock, one step per publish (seq, capped history, live message),
 //! catch-up reads, deletes that never let a seq come back, and a Redis that lost its data.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod util;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use util::Redis;
 
 const PUBLISH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/engine/redis/publish.lua");
 const READ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/engine/redis/read.lua");
 const DELETE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/engine/redis/delete.lua");
 
-/// A redis-server of our own, killed on drop.
-struct Redis {
-    port: u16,
-    child: Child,
+/// Runs a script with its keys and arguments; its output lines.
+fn eval(r: &Redis, script: &str, keys: &[&str], args: &[&str]) -> Vec<String> {
+    let mut a = vec!["--eval", script];
+    a.extend_from_slice(keys);
+    a.push(",");
+    a.extend_from_slice(args);
+    r.cli(&a).lines().map(str::to_string).collect()
 }
 
-impl Redis {
-    fn start() -> Redis {
-        assert!(
-            std::path::Path::new("/usr/bin/redis-server").exists(),
-            "redis-server is missing: run `bash tests/setup.sh` first"
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let r = Redis { port, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while r.cli(&["PING"]) != "PONG" {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        r
-    }
-
-    /// Runs `redis-cli` with `args`; its output, trimmed.
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli runs");
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim_end()
-            .to_string()
-    }
-
-    /// Runs a script with its keys and arguments; its output lines.
-    fn eval(&self, script: &str, keys: &[&str], args: &[&str]) -> Vec<String> {
-        let mut a = vec!["--eval", script];
-        a.extend_from_slice(keys);
-        a.push(",");
-        a.extend_from_slice(args);
-        self.cli(&a).lines().map(str::to_string).collect()
-    }
-
-    fn publish(&self, ch: &str, payload: &str, buffer: u32) -> u64 {
-        let b = buffer.to_string();
-        let live = format!("live:{ch}");
-        let out = self.eval(
-            PUBLISH,
-            &[&format!("m:{ch}"), &format!("h:{ch}"), "floor"],
-            &[payload, &b, "0", &live],
-        );
-        out[0].parse().expect("a seq")
-    }
-
-    /// `(first, next, payloads with their seqs)` from `from` on.
-    fn read(&self, ch: &str, from: u64, create: bool) -> (String, String, Vec<(u64, String)>) {
-        let out = self.eval(
-            READ,
-            &[&format!("m:{ch}"), &format!("h:{ch}"), "floor"],
-            &[&from.to_string(), if create { "1" } else { "0" }, "0"],
-        );
-        // first, next, now_ms, then per entry: id, "d", payload, "t", ms.
-        let entries = out[3..]
-            .chunks(5)
-            .filter(|e| e.len() == 5)
-            .map(|e| {
-                let seq = e[0].strip_suffix("-0").unwrap().parse().unwrap();
-                (seq, e[2].clone())
-            })
-            .collect();
-        (out[0].clone(), out[1].clone(), entries)
-    }
+fn publish(r: &Redis, ch: &str, payload: &str, buffer: u32) -> u64 {
+    let b = buffer.to_string();
+    let live = format!("live:{ch}");
+    let out = eval(
+        r,
+        PUBLISH,
+        &[&format!("m:{ch}"), &format!("h:{ch}"), "floor"],
+        &[payload, &b, "0", &live],
+    );
+    out[0].parse().expect("a seq")
 }
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `(first, next, payloads with their seqs)` from `from` on.
+fn read(r: &Redis, ch: &str, from: u64, create: bool) -> (String, String, Vec<(u64, String)>) {
+    let out = eval(
+        r,
+        READ,
+        &[&format!("m:{ch}"), &format!("h:{ch}"), "floor"],
+        &[&from.to_string(), if create { "1" } else { "0" }, "0"],
+    );
+    // first, next, now_ms, then per entry: id, "d", payload, "t", ms.
+    let entries = out[3..]
+        .chunks(5)
+        .filter(|e| e.len() == 5)
+        .map(|e| {
+            let seq = e[0].strip_suffix("-0").unwrap().parse().unwrap();
+            (seq, e[2].clone())
+        })
+        .collect();
+    (out[0].clone(), out[1].clone(), entries)
 }
 
 fn now_us() -> u64 {
@@ -114,20 +66,20 @@ fn now_us() -> u64 {
 fn seqs_start_at_the_server_clock_and_count_up_with_a_capped_history() {
     let r = Redis::start();
     let before = now_us();
-    let first = r.publish("a", "one", 3);
+    let first = publish(&r, "a", "one", 3);
     assert!(
         first >= before && first < before + 10_000_000,
         "first seq {first} is the server's clock in µs (ours: {before})"
     );
     for (i, p) in ["two", "three", "four"].iter().enumerate() {
-        assert_eq!(r.publish("a", p, 3), first + 1 + i as u64);
+        assert_eq!(publish(&r, "a", p, 3), first + 1 + i as u64);
     }
     assert_eq!(r.cli(&["XLEN", "h:a"]), "3", "history capped at --buffer");
-    let (f, n, entries) = r.read("a", 0, false);
+    let (f, n, entries) = read(&r, "a", 0, false);
     assert_eq!((f, n), (first.to_string(), (first + 4).to_string()));
     let seqs: Vec<u64> = entries.iter().map(|e| e.0).collect();
     assert_eq!(seqs, [first + 1, first + 2, first + 3]);
-    let (_, _, from) = r.read("a", first + 2, false);
+    let (_, _, from) = read(&r, "a", first + 2, false);
     assert_eq!(
         from,
         [(first + 2, "three".into()), (first + 3, "four".into())]
@@ -149,12 +101,12 @@ fn a_publish_reaches_pubsub_with_its_seq_and_exact_payload() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let payload = "a:b \"quoted\" é ✓";
-    let seq = r.publish("x", payload, 10);
+    let seq = publish(&r, "x", payload, 10);
     std::thread::sleep(Duration::from_millis(200));
     let _ = sub.kill();
     let out = sub.wait_with_output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    let (_, _, stored) = r.read("x", 0, false);
+    let (_, _, stored) = read(&r, "x", 0, false);
     assert_eq!(stored, [(seq, payload.to_string())]);
     assert!(
         text.contains(&format!("{seq}:a:b")),
@@ -165,13 +117,13 @@ fn a_publish_reaches_pubsub_with_its_seq_and_exact_payload() {
 #[test]
 fn a_deleted_channel_and_a_channel_redis_lost_never_reuse_a_seq() {
     let r = Redis::start();
-    let first = r.publish("d", "x", 10);
-    let last = r.publish("d", "y", 10);
-    assert_eq!(r.eval(DELETE, &["m:d", "h:d", "floor"], &[]), ["1"]);
-    assert_eq!(r.eval(DELETE, &["m:d", "h:d", "floor"], &[]), ["0"]);
-    let (f, n, entries) = r.read("d", 0, false);
+    let first = publish(&r, "d", "x", 10);
+    let last = publish(&r, "d", "y", 10);
+    assert_eq!(eval(&r, DELETE, &["m:d", "h:d", "floor"], &[]), ["1"]);
+    assert_eq!(eval(&r, DELETE, &["m:d", "h:d", "floor"], &[]), ["0"]);
+    let (f, n, entries) = read(&r, "d", 0, false);
     assert_eq!((f.as_str(), n.as_str(), entries.len()), ("", "", 0));
-    let again = r.publish("d", "z", 10);
+    let again = publish(&r, "d", "z", 10);
     assert!(
         again > last,
         "new life {again} starts past {last} (first {first})"
@@ -179,16 +131,16 @@ fn a_deleted_channel_and_a_channel_redis_lost_never_reuse_a_seq() {
     // Redis loses everything (a restart without persistence): the next life starts at
     // the server clock, past every seq of the old one.
     assert_eq!(r.cli(&["FLUSHALL"]), "OK");
-    let reborn = r.publish("d", "w", 10);
+    let reborn = publish(&r, "d", "w", 10);
     assert!(reborn > again, "after data loss {reborn} > {again}");
 }
 
 #[test]
 fn a_subscriber_fixes_the_first_seq_of_a_channel_nobody_published_to() {
     let r = Redis::start();
-    let (f, n, entries) = r.read("q", 0, true);
+    let (f, n, entries) = read(&r, "q", 0, true);
     assert!(!f.is_empty() && f == n && entries.is_empty());
     // The first message gets exactly that seq, so a subscriber waiting at `next` has it.
-    let seq = r.publish("q", "first", 10);
+    let seq = publish(&r, "q", "first", 10);
     assert_eq!(seq.to_string(), f);
 }

@@ -20,7 +20,7 @@
 
 mod log;
 mod memory;
-pub(crate) mod redis;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -190,4 +190,19 @@ pub trait Engine {
 
     /// Moves what happened since the last call into `out`.
     fn drain_events(&mut self, out: &mut Vec<EngineEvent>);
+
+    /// Registers the engine's sockets with the reactor's `Poll`, under tokens from
+    /// `first` on (at most [`ENGINE_TOKENS`] of them). The memory engine has none.
+    fn register(&mut self, _registry: &mio::Registry, _first: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    /// The socket registered under token `first + index` is ready.
+    fn ready(&mut self, _index: usize, _readable: bool, _writable: bool, _now: Now) {}
+
+    /// Called once per loop turn after events are handled: write what was queued.
+    fn flush(&mut self) {}
 }
+
+/// How many reactor tokens an engine may use for its sockets.
+pub const ENGINE_TOKENS: usize = 16;

@@ -57,6 +57,8 @@ pub use stats::Stats;
 const PUBLIC: Token = Token(usize::MAX - 1);
 const ADMIN: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
+/// The engine's sockets: `ENGINE_TOKENS` tokens below the signal pipe's.
+const ENGINE_FIRST: usize = usize::MAX - 5 - engine::ENGINE_TOKENS;
 
 /// Whether `path` names an endpoint on the admin (`true`) or public listener: the
 /// router's path matching, exposed for the fuzz entry point.
@@ -165,13 +167,14 @@ impl Server {
 
     /// Binds both listeners, with `engine` as the channel log (tests use engines that
     /// answer later, as a networked one does).
-    pub fn with_engine(config: Config, engine: Box<dyn Engine + Send>) -> io::Result<Server> {
+    pub fn with_engine(config: Config, mut engine: Box<dyn Engine + Send>) -> io::Result<Server> {
         config
             .validate()
             .map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
         let poll = Poll::new()?;
         let listeners = Listeners::bind(&config, &poll, PUBLIC, ADMIN)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        engine.register(poll.registry(), ENGINE_FIRST)?;
         let cors = CorsPolicy::new(&config.allow_origin, config.allow_credentials);
         let clock = Clock::default();
         Ok(Server {
@@ -273,6 +276,8 @@ impl Server {
             self.engine.advance(self.now);
             self.fan_out();
             self.drain_pending_input();
+            // What the engine was asked this turn leaves in one write.
+            self.engine.flush();
         }
         log::info!("comet-gateway stopped");
         Ok(())
@@ -286,6 +291,19 @@ impl Server {
                 PUBLIC if !admin => self.accept(false),
                 ADMIN if admin => self.accept(true),
                 WAKER | PUBLIC | ADMIN => {}
+                Token(t) if (ENGINE_FIRST..ENGINE_FIRST + engine::ENGINE_TOKENS).contains(&t) => {
+                    if admin {
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        self.engine.ready(
+                            t - ENGINE_FIRST,
+                            readable,
+                            event.is_writable(),
+                            self.now,
+                        );
+                        self.fan_out();
+                    }
+                }
                 shutdown::SIGNAL => {
                     if admin {
                         self.signalled();

@@ -1,11 +1,12 @@
 //! Shared helpers for integration tests: start a real server on ephemeral loopback ports,
 //! speak raw HTTP/1.1 to it, and wait (boundedly) for observable state. The pieces live
-//! in submodules (`server`, `http`, `stream`, `process`) and are re-exported here, so
+//! in submodules (`server`, `http`, `stream`, `process`, `redis`) and are re-exported here, so
 //! test files name them `util::…`.
 #![allow(dead_code)]
 
 mod http;
 mod process;
+mod redis;
 mod server;
 mod stream;
 
@@ -16,6 +17,8 @@ use std::time::{Duration, Instant};
 pub use http::{get, request, send_poll, stats, tiny_reader, write_what_fits, Conn, Response};
 #[allow(unused_imports)]
 pub use process::{refused_to_start, ChildGateway};
+#[allow(unused_imports)]
+pub use redis::Redis;
 #[allow(unused_imports)]
 pub use server::TestServer;
 #[allow(unused_imports)]

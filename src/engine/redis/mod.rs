@@ -3,7 +3,11 @@
 //! (seq assignment + capped history + live publish in one script); the connections are
 //! non-blocking and driven by the reactor's `Poll`.
 //!
-//! Not wired into the server yet: `--engine` still only knows `memory`.
+//! Not wired into the flags yet: `--engine` still only knows `memory`; tests build a
+//! `RedisEngine` and hand it to `Server::with_engine`.
+
+mod engine;
+pub use engine::RedisEngine;
 
 #[allow(dead_code)]
 pub(crate) mod sync;

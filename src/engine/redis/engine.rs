@@ -1,0 +1,289 @@
+//! `RedisEngine` (in progress): the channel log in a Redis shared by many gateway
+//! processes. What works: `publish` (one `EVALSHA publish.lua` per channel, answered
+//! later with the seqs Redis assigned, so every process shares one seq space per
+//! channel) and live messages (`watch` subscribes to the channel's pub/sub channel; each
+//! `seq:payload` that arrives becomes one `EngineEvent::Message`, encoded once).
+//!
+//! Not yet (see docs/redis-engine.md): subscriber reads (`read` answers `None`, so
+//! subscribers cannot use this engine yet), info/list/delete (503), holding a publish's
+//! answer until its live message arrived, reconnects, script reload on `NOSCRIPT`.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha1::{Digest, Sha1};
+
+use super::resp::{CommandConn, Pass, PubSubConn, Reply, DEFAULT_MAX_REPLY};
+use super::scripts;
+use crate::clock::Now;
+use crate::engine::{
+    Answer, Engine, EngineError, EngineEvent, EngineStats, Limits, LogInfo, Message, Read,
+    Reply as EngineReply, Ticket,
+};
+use crate::event;
+
+/// A publish waiting for its channels' seqs.
+struct Pending {
+    ticket: Ticket,
+    seqs: Vec<Option<u64>>,
+    left: usize,
+    failed: bool,
+}
+
+/// The channel log in Redis.
+pub struct RedisEngine {
+    prefix: String,
+    limits: Limits,
+    cmd: CommandConn,
+    sub: PubSubConn,
+    publish_sha: String,
+    next_tag: u64,
+    next_ticket: u64,
+    /// Command tag → (publish call, index of its channel).
+    tags: HashMap<u64, (u64, usize)>,
+    calls: HashMap<u64, Pending>,
+    /// Live pub/sub channel → channel name, for the watched channels.
+    watched: HashMap<Bytes, Arc<str>>,
+    events: Vec<EngineEvent>,
+    more: [bool; 2],
+    stats: EngineStats,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl RedisEngine {
+    /// Connects (non-blocking) to Redis at `addr`; keys go under `prefix`. The script is
+    /// loaded first on the command connection, so the `EVALSHA`s behind it find it.
+    pub fn connect(addr: SocketAddr, prefix: &str, limits: Limits) -> io::Result<RedisEngine> {
+        let mut cmd = CommandConn::connect(addr, DEFAULT_MAX_REPLY)?;
+        let sub = PubSubConn::connect(addr, DEFAULT_MAX_REPLY)?;
+        let publish_sha = hex(&Sha1::digest(scripts::PUBLISH.as_bytes()));
+        cmd.send(0, &[b"SCRIPT", b"LOAD", scripts::PUBLISH.as_bytes()])
+            .map_err(|e| io::Error::other(format!("redis: {e:?}")))?;
+        Ok(RedisEngine {
+            prefix: prefix.to_string(),
+            limits,
+            cmd,
+            sub,
+            publish_sha,
+            next_tag: 1,
+            next_ticket: 1,
+            tags: HashMap::new(),
+            calls: HashMap::new(),
+            watched: HashMap::new(),
+            events: Vec::new(),
+            more: [false; 2],
+            stats: EngineStats::default(),
+        })
+    }
+
+    fn key(&self, name: &str, suffix: &str) -> String {
+        format!("{}{{{name}}}:{suffix}", self.prefix)
+    }
+
+    fn replies(&mut self) {
+        let mut out = Vec::new();
+        self.cmd.take_replies(&mut out);
+        for (tag, reply) in out {
+            let Some((call, index)) = self.tags.remove(&tag) else {
+                continue;
+            };
+            let Some(p) = self.calls.get_mut(&call) else {
+                continue;
+            };
+            match reply {
+                Ok(Reply::Bulk(Some(b))) => {
+                    p.seqs[index] = std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok());
+                    p.failed |= p.seqs[index].is_none();
+                }
+                _ => p.failed = true,
+            }
+            p.left -= 1;
+            if p.left == 0 {
+                let p = self.calls.remove(&call).expect("just seen");
+                let answer = if p.failed {
+                    Err(EngineError::Unavailable)
+                } else {
+                    self.stats.published += p.seqs.len() as u64;
+                    Ok(p.seqs.into_iter().flatten().collect())
+                };
+                self.events.push(EngineEvent::Answered {
+                    ticket: p.ticket,
+                    answer: Answer::Published(answer),
+                });
+            }
+        }
+    }
+
+    fn messages(&mut self, now_ms: u64) {
+        let mut out = Vec::new();
+        self.sub.take_messages(&mut out);
+        for (live, payload) in out {
+            let Some(name) = self.watched.get(&live) else {
+                continue;
+            };
+            let Some(colon) = payload.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let seq = std::str::from_utf8(&payload[..colon])
+                .ok()
+                .and_then(|s| s.parse().ok());
+            let text = std::str::from_utf8(&payload[colon + 1..]).ok();
+            let (Some(seq), Some(text)) = (seq, text) else {
+                continue;
+            };
+            let msg = Arc::new(Message::new(seq, now_ms, event::data(name, seq, text)));
+            self.events.push(EngineEvent::Message {
+                channel: name.clone(),
+                msg,
+            });
+        }
+    }
+}
+
+impl Engine for RedisEngine {
+    fn watch(&mut self, name: &str, _now: Now) -> bool {
+        let live = Bytes::from(self.key(name, "l"));
+        let _ = self.sub.subscribe(&live);
+        self.watched.insert(live, name.into());
+        false
+    }
+
+    fn unwatch(&mut self, name: &str, _now: Now) {
+        let live = Bytes::from(self.key(name, "l"));
+        let _ = self.sub.unsubscribe(&live);
+        self.watched.remove(&live);
+    }
+
+    fn publish(
+        &mut self,
+        names: &[&str],
+        payload: &str,
+        _now: Now,
+    ) -> EngineReply<Result<Vec<u64>, EngineError>> {
+        if self.cmd.dead().is_some() {
+            return EngineReply::Now(Err(EngineError::Unavailable));
+        }
+        let call = self.next_ticket;
+        self.next_ticket += 1;
+        let buffer = self.limits.buffer.to_string();
+        let ttl = (self.limits.channel_ttl_ms / 1000).to_string();
+        let floor = format!("{}floor", self.prefix);
+        for (i, name) in names.iter().enumerate() {
+            let (m, h, l) = (
+                self.key(name, "m"),
+                self.key(name, "h"),
+                self.key(name, "l"),
+            );
+            let tag = self.next_tag;
+            self.next_tag += 1;
+            let args: [&[u8]; 10] = [
+                b"EVALSHA",
+                self.publish_sha.as_bytes(),
+                b"3",
+                m.as_bytes(),
+                h.as_bytes(),
+                floor.as_bytes(),
+                payload.as_bytes(),
+                buffer.as_bytes(),
+                ttl.as_bytes(),
+                l.as_bytes(),
+            ];
+            if self.cmd.send(tag, &args).is_err() {
+                return EngineReply::Now(Err(EngineError::Unavailable));
+            }
+            self.tags.insert(tag, (call, i));
+        }
+        let ticket = Ticket(call);
+        self.calls.insert(
+            call,
+            Pending {
+                ticket,
+                seqs: vec![None; names.len()],
+                left: names.len(),
+                failed: false,
+            },
+        );
+        EngineReply::Later(ticket)
+    }
+
+    fn read(&mut self, _name: &str, _cursor: Option<u64>, _now: Now) -> Option<Read> {
+        None
+    }
+
+    fn head(&self, _name: &str) -> Option<u64> {
+        None
+    }
+
+    fn delete(&mut self, _name: &str) -> EngineReply<Result<bool, EngineError>> {
+        EngineReply::Now(Err(EngineError::Unavailable))
+    }
+
+    fn info(
+        &mut self,
+        _name: &str,
+        _now: Now,
+    ) -> EngineReply<Result<Option<LogInfo>, EngineError>> {
+        EngineReply::Now(Err(EngineError::Unavailable))
+    }
+
+    fn list(
+        &mut self,
+        _prefix: &str,
+        _limit: usize,
+    ) -> EngineReply<Result<Vec<LogInfo>, EngineError>> {
+        EngineReply::Now(Err(EngineError::Unavailable))
+    }
+
+    fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    fn next_deadline(&self) -> Option<u64> {
+        // A connection that stopped reading at its budget goes on next turn.
+        self.more.iter().any(|&m| m).then_some(0)
+    }
+
+    fn advance(&mut self, now: Now) {
+        for i in 0..2 {
+            if self.more[i] {
+                self.ready(i, true, false, now);
+            }
+        }
+    }
+
+    fn drain_events(&mut self, out: &mut Vec<EngineEvent>) {
+        out.append(&mut self.events);
+    }
+
+    fn register(&mut self, registry: &mio::Registry, first: usize) -> io::Result<()> {
+        self.cmd.register(registry, mio::Token(first))?;
+        self.sub.register(registry, mio::Token(first + 1))
+    }
+
+    fn ready(&mut self, index: usize, readable: bool, writable: bool, now: Now) {
+        let pass = match index {
+            0 => self.cmd.on_ready(writable, readable),
+            1 => self.sub.on_ready(writable, readable),
+            _ => return,
+        };
+        self.more[index.min(1)] = matches!(pass, Ok(Pass::More));
+        if let Err(e) = pass {
+            log::warn!("redis connection {index} lost: {e:?}");
+        }
+        match index {
+            0 => self.replies(),
+            _ => self.messages(now.ms),
+        }
+    }
+
+    fn flush(&mut self) {
+        let _ = self.cmd.flush();
+        let _ = self.sub.flush();
+    }
+}

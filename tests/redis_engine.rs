@@ -1,0 +1,47 @@
+//! The Redis engine as far as it goes (in progress): gateways that share one Redis share
+//! one seq space per channel, whichever admin listener a publish reaches, because the
+//! seq comes from the script in Redis, not from the process.
+
+mod util;
+
+use comet_gateway::engine::redis::RedisEngine;
+use comet_gateway::engine::Limits;
+use comet_gateway::Config;
+use util::{Redis, TestServer};
+
+fn gateway(redis: &Redis) -> TestServer {
+    let limits = Limits::of(&Config::ephemeral());
+    let engine = RedisEngine::connect(redis.addr(), "comet:", limits).expect("connects");
+    TestServer::start_with_engine(|_| {}, Box::new(engine))
+}
+
+#[test]
+fn two_gateways_on_one_redis_share_each_channels_seqs() {
+    let redis = Redis::start();
+    let (a, b) = (gateway(&redis), gateway(&redis));
+    let first = a.publish_seq("news", "from a");
+    assert_eq!(b.publish_seq("news", "from b"), first + 1);
+    assert_eq!(a.publish_seq("news", "from a again"), first + 2);
+    // A publish to several channels gets a seq in each.
+    let both = b.publish("news,chat", "to both");
+    assert_eq!(both[0]["seq"].as_u64(), Some(first + 3));
+    assert!(both[1]["seq"].as_u64().is_some());
+    // The history in Redis holds what both wrote, in order.
+    assert_eq!(redis.cli(&["XLEN", "comet:{news}:h"]), "4");
+    let ids = redis.cli(&["XRANGE", "comet:{news}:h", "-", "+"]);
+    assert!(ids.contains("from a") && ids.contains("from b"), "{ids}");
+}
+
+#[test]
+fn a_publish_to_a_redis_that_is_gone_answers_503() {
+    let redis = Redis::start();
+    let a = gateway(&redis);
+    a.publish_seq("news", "while up");
+    drop(redis);
+    let r = util::request(
+        a.admin,
+        "POST /pub?channel=news HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx",
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"], "engine unavailable");
+}
