@@ -37,6 +37,7 @@ fn a_publish_to_a_redis_that_is_gone_answers_503() {
     let redis = Redis::start();
     let a = gateway(&redis);
     a.publish_seq("news", "while up");
+    assert_eq!(util::get(a.admin, "/healthz").status, 200);
     drop(redis);
     let r = util::request(
         a.admin,
@@ -44,4 +45,8 @@ fn a_publish_to_a_redis_that_is_gone_answers_503() {
     );
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.json()["error"], "engine unavailable");
+    // Health checks see it too (the pub/sub connection's death may take a turn).
+    util::wait_until("/healthz says 503", || {
+        util::get(a.admin, "/healthz").status == 503
+    });
 }

@@ -202,6 +202,11 @@ pub trait Engine {
 
     /// Called once per loop turn after events are handled: write what was queued.
     fn flush(&mut self) {}
+
+    /// False while the engine cannot be reached (`/healthz` answers 503 then).
+    fn healthy(&self) -> bool {
+        true
+    }
 }
 
 /// How many reactor tokens an engine may use for its sockets.

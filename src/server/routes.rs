@@ -199,6 +199,11 @@ impl Server {
             Endpoint::Stats => self.handle_stats(key, &head, cors),
             Endpoint::Sign => self.handle_sign(key, &head, &query, cors),
             Endpoint::Metrics => self.handle_metrics(key, &head, cors),
+            // A load balancer takes a process whose engine is unreachable out of rotation.
+            Endpoint::Healthz if !self.engine.healthy() => {
+                let e = HttpError::new(503, "engine unavailable");
+                self.respond_error(key, &head, e, cors, "");
+            }
             Endpoint::Healthz => {
                 self.respond_ok(key, &head, cors, ctype::TEXT, Bytes::from_static(b"ok\n"))
             }

@@ -286,4 +286,8 @@ impl Engine for RedisEngine {
         let _ = self.cmd.flush();
         let _ = self.sub.flush();
     }
+
+    fn healthy(&self) -> bool {
+        self.cmd.dead().is_none() && self.sub.dead().is_none()
+    }
 }
