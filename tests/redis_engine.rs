@@ -50,3 +50,23 @@ fn a_publish_to_a_redis_that_is_gone_answers_503() {
         util::get(a.admin, "/healthz").status == 503
     });
 }
+
+#[test]
+fn a_gateway_reconnects_to_a_redis_that_came_back() {
+    let redis = Redis::start();
+    let port = redis.port;
+    let a = gateway(&redis);
+    let before = a.publish_seq("news", "before");
+    drop(redis);
+    util::wait_until("/healthz says 503", || {
+        util::get(a.admin, "/healthz").status == 503
+    });
+    // Back on the same port, without its data: the gateway reconnects by itself.
+    let _redis = Redis::start_on(port);
+    util::wait_until("/healthz says 200 again", || {
+        util::get(a.admin, "/healthz").status == 200
+    });
+    // The channel starts a new life at the server clock: past every seq of the old one.
+    let after = a.publish_seq("news", "after");
+    assert!(after > before, "{after} > {before}");
+}

@@ -13,15 +13,20 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Redis {
-        assert!(
-            std::path::Path::new("/usr/bin/redis-server").exists(),
-            "redis-server is missing: run `bash tests/setup.sh` first"
-        );
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        Redis::start_on(port)
+    }
+
+    /// Starts one on `port` (again, after a kill: a restart without its data).
+    pub fn start_on(port: u16) -> Redis {
+        assert!(
+            std::path::Path::new("/usr/bin/redis-server").exists(),
+            "redis-server is missing: run `bash tests/setup.sh` first"
+        );
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])

@@ -4,9 +4,13 @@
 //! channel) and live messages (`watch` subscribes to the channel's pub/sub channel; each
 //! `seq:payload` that arrives becomes one `EngineEvent::Message`, encoded once).
 //!
+//! A lost connection is tried again after a backoff (100 ms doubling to 5 s); the new
+//! connections load the script and subscribe to every watched channel again.
+//!
 //! Not yet (see docs/redis-engine.md): subscriber reads (`read` answers `None`, so
-//! subscribers cannot use this engine yet), info/list/delete (503), holding a publish's
-//! answer until its live message arrived, reconnects, script reload on `NOSCRIPT`.
+//! subscribers cannot use this engine yet), catching watched channels up after a
+//! reconnect, info/list/delete (503), holding a publish's answer until its live message
+//! arrived, script reload on `NOSCRIPT`.
 
 use std::collections::HashMap;
 use std::io;
@@ -33,8 +37,21 @@ struct Pending {
     failed: bool,
 }
 
+/// Reconnect backoff: first wait, and the most it grows to.
+const BACKOFF_MIN_MS: u64 = 100;
+const BACKOFF_MAX_MS: u64 = 5_000;
+
 /// The channel log in Redis.
 pub struct RedisEngine {
+    addr: SocketAddr,
+    /// The reactor's registry and the engine's first token, once registered (kept to
+    /// register the sockets of a new connection after a reconnect).
+    registry: Option<(mio::Registry, usize)>,
+    /// Since a connection died: when to try again, and the wait after that.
+    down: Option<(u64, u64)>,
+    reconnects: u64,
+    /// The reactor's clock at the last call that had it.
+    last_ms: u64,
     prefix: String,
     limits: Limits,
     cmd: CommandConn,
@@ -60,12 +77,14 @@ impl RedisEngine {
     /// Connects (non-blocking) to Redis at `addr`; keys go under `prefix`. The script is
     /// loaded first on the command connection, so the `EVALSHA`s behind it find it.
     pub fn connect(addr: SocketAddr, prefix: &str, limits: Limits) -> io::Result<RedisEngine> {
-        let mut cmd = CommandConn::connect(addr, DEFAULT_MAX_REPLY)?;
-        let sub = PubSubConn::connect(addr, DEFAULT_MAX_REPLY)?;
+        let (cmd, sub) = Self::open(addr)?;
         let publish_sha = hex(&Sha1::digest(scripts::PUBLISH.as_bytes()));
-        cmd.send(0, &[b"SCRIPT", b"LOAD", scripts::PUBLISH.as_bytes()])
-            .map_err(|e| io::Error::other(format!("redis: {e:?}")))?;
         Ok(RedisEngine {
+            addr,
+            registry: None,
+            down: None,
+            reconnects: 0,
+            last_ms: 0,
             prefix: prefix.to_string(),
             limits,
             cmd,
@@ -80,6 +99,65 @@ impl RedisEngine {
             more: [false; 2],
             stats: EngineStats::default(),
         })
+    }
+
+    /// A command connection (the script loaded first, so the `EVALSHA`s behind it find
+    /// it) and a pub/sub connection.
+    fn open(addr: SocketAddr) -> io::Result<(CommandConn, PubSubConn)> {
+        let mut cmd = CommandConn::connect(addr, DEFAULT_MAX_REPLY)?;
+        let sub = PubSubConn::connect(addr, DEFAULT_MAX_REPLY)?;
+        cmd.send(0, &[b"SCRIPT", b"LOAD", scripts::PUBLISH.as_bytes()])
+            .map_err(|e| io::Error::other(format!("redis: {e:?}")))?;
+        Ok((cmd, sub))
+    }
+
+    /// A connection died: publishes answer 503 until a reconnect, tried after a backoff
+    /// that doubles up to `BACKOFF_MAX_MS`.
+    fn check_down(&mut self, now_ms: u64) {
+        let dead = self.cmd.dead().or(self.sub.dead());
+        if let (Some(e), None) = (dead, self.down) {
+            log::warn!("redis at {} unreachable ({e:?}); retrying", self.addr);
+            self.down = Some((now_ms + BACKOFF_MIN_MS, BACKOFF_MIN_MS));
+        }
+    }
+
+    /// Connects again, registers the new sockets, subscribes to every watched channel
+    /// again. (Catching the watched channels up from their subscribers' cursors is not
+    /// done yet: see docs/redis-engine.md.)
+    fn reconnect(&mut self, now_ms: u64) {
+        let Some((at, wait)) = self.down else {
+            return;
+        };
+        if now_ms < at {
+            return;
+        }
+        let retry = |e: &dyn std::fmt::Debug, this: &mut Self| {
+            log::debug!("redis reconnect failed: {e:?}");
+            let wait = (wait * 2).min(BACKOFF_MAX_MS);
+            this.down = Some((now_ms + wait, wait));
+        };
+        let (mut cmd, mut sub) = match Self::open(self.addr) {
+            Ok(c) => c,
+            Err(e) => return retry(&e, self),
+        };
+        if let Some((registry, first)) = &self.registry {
+            let _ = self.cmd.deregister(registry);
+            let _ = self.sub.deregister(registry);
+            let r = cmd
+                .register(registry, mio::Token(*first))
+                .and_then(|_| sub.register(registry, mio::Token(first + 1)));
+            if let Err(e) = r {
+                return retry(&e, self);
+            }
+        }
+        for live in self.watched.keys() {
+            let _ = sub.subscribe(live);
+        }
+        self.cmd = cmd;
+        self.sub = sub;
+        self.down = None;
+        self.reconnects += 1;
+        log::info!("redis at {} reconnected", self.addr);
     }
 
     fn key(&self, name: &str, suffix: &str) -> String {
@@ -164,9 +242,11 @@ impl Engine for RedisEngine {
         &mut self,
         names: &[&str],
         payload: &str,
-        _now: Now,
+        now: Now,
     ) -> EngineReply<Result<Vec<u64>, EngineError>> {
-        if self.cmd.dead().is_some() {
+        self.last_ms = now.ms;
+        self.check_down(now.ms);
+        if self.down.is_some() || self.cmd.dead().is_some() {
             return EngineReply::Now(Err(EngineError::Unavailable));
         }
         let call = self.next_ticket;
@@ -246,15 +326,21 @@ impl Engine for RedisEngine {
 
     fn next_deadline(&self) -> Option<u64> {
         // A connection that stopped reading at its budget goes on next turn.
-        self.more.iter().any(|&m| m).then_some(0)
+        let more = self.more.iter().any(|&m| m).then_some(0);
+        [more, self.down.map(|(at, _)| at)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn advance(&mut self, now: Now) {
+        self.last_ms = now.ms;
         for i in 0..2 {
             if self.more[i] {
                 self.ready(i, true, false, now);
             }
         }
+        self.reconnect(now.ms);
     }
 
     fn drain_events(&mut self, out: &mut Vec<EngineEvent>) {
@@ -263,10 +349,13 @@ impl Engine for RedisEngine {
 
     fn register(&mut self, registry: &mio::Registry, first: usize) -> io::Result<()> {
         self.cmd.register(registry, mio::Token(first))?;
-        self.sub.register(registry, mio::Token(first + 1))
+        self.sub.register(registry, mio::Token(first + 1))?;
+        self.registry = Some((registry.try_clone()?, first));
+        Ok(())
     }
 
     fn ready(&mut self, index: usize, readable: bool, writable: bool, now: Now) {
+        self.last_ms = now.ms;
         let pass = match index {
             0 => self.cmd.on_ready(writable, readable),
             1 => self.sub.on_ready(writable, readable),
@@ -280,14 +369,16 @@ impl Engine for RedisEngine {
             0 => self.replies(),
             _ => self.messages(now.ms),
         }
+        self.check_down(now.ms);
     }
 
     fn flush(&mut self) {
         let _ = self.cmd.flush();
         let _ = self.sub.flush();
+        self.check_down(self.last_ms);
     }
 
     fn healthy(&self) -> bool {
-        self.cmd.dead().is_none() && self.sub.dead().is_none()
+        self.down.is_none() && self.cmd.dead().is_none() && self.sub.dead().is_none()
     }
 }
