@@ -25,6 +25,8 @@ struct Later {
     /// Queue the answer at once (still under a ticket), as an engine that happened to
     /// read its reply while sending the call would.
     quick: bool,
+    /// Answer subscribers' reads after this many ms (`None`: at once).
+    read_delay: Option<u64>,
     next_ticket: u64,
     /// Answers (with the messages they caused) and when they are released.
     held: Vec<(u64, Ticket, Answer, Vec<EngineEvent>)>,
@@ -39,6 +41,7 @@ impl Later {
             inner: MemoryEngine::new(limits),
             delay,
             quick: false,
+            read_delay: None,
             next_ticket: 1,
             held: Vec::new(),
             out: Vec::new(),
@@ -47,6 +50,11 @@ impl Later {
     }
 
     fn hold<T>(&mut self, answer: Answer) -> Reply<T> {
+        let delay = *self.delay.lock().unwrap();
+        self.hold_for(answer, delay)
+    }
+
+    fn hold_for<T>(&mut self, answer: Answer, delay: Option<u64>) -> Reply<T> {
         let ticket = Ticket(self.next_ticket);
         self.next_ticket += 1;
         let mut caused = Vec::new();
@@ -56,7 +64,7 @@ impl Later {
             self.out.push(EngineEvent::Answered { ticket, answer });
             return Reply::Later(ticket);
         }
-        let due = match *self.delay.lock().unwrap() {
+        let due = match delay {
             Some(ms) => self.now_ms + ms,
             None => u64::MAX,
         };
@@ -82,8 +90,13 @@ impl Engine for Later {
         let r = MemoryEngine::publish(&mut self.inner, names, payload, now);
         self.hold(Answer::Published(r))
     }
-    fn read(&mut self, name: &str, cursor: Option<u64>, now: Now) -> Option<Read> {
-        self.inner.read(name, cursor, now)
+    fn read(&mut self, name: &str, cursor: Option<u64>, now: Now) -> Reply<Option<Read>> {
+        self.now_ms = now.ms;
+        let r = MemoryEngine::read(&mut self.inner, name, cursor, now);
+        match self.read_delay {
+            Some(ms) => self.hold_for(Answer::Read(r), Some(ms)),
+            None => Reply::Now(r),
+        }
     }
     fn head(&self, name: &str) -> Option<u64> {
         self.inner.head(name)
@@ -284,4 +297,60 @@ fn an_answer_the_engine_queued_during_the_call_is_not_lost() {
     let r = admin.response();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(sub.data(1)[0]["data"], "x");
+}
+
+#[test]
+fn a_stream_whose_history_read_comes_later_gets_every_message_once_in_order() {
+    let mut engine = Later::new(Arc::new(Mutex::new(Some(0))));
+    engine.read_delay = Some(300);
+    let s = TestServer::start_with_engine(|_| {}, Box::new(engine));
+    let first = s.publish_seq("news", "m1");
+    s.publish_seq("news", "m2");
+    s.publish_seq("news", "m3");
+    // While the stream's read is in flight, two more are published.
+    let admin = s.admin;
+    let live = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        for m in ["m4", "m5"] {
+            let r = util::request(admin, &post("news", m));
+            assert_eq!(r.status, 200);
+        }
+    });
+    let query = format!("channel=news&seq={first}");
+    let mut sub = StreamClient::open(s.public, Transport::Stream, &query, "");
+    live.join().unwrap();
+    let hello = sub.next_event().unwrap();
+    assert_eq!(hello["type"], "hello");
+    assert_eq!(hello["cursor"], format!("news:{first}"));
+    let got: Vec<(u64, String)> = sub
+        .data(5)
+        .iter()
+        .map(|e| {
+            (
+                e["seq"].as_u64().unwrap(),
+                e["data"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(u64, String)> = (0..5).map(|i| (first + i, format!("m{}", i + 1))).collect();
+    assert_eq!(got, want);
+    // And live delivery goes on after the merge.
+    s.publish_seq("news", "m6");
+    assert_eq!(sub.data(1)[0]["data"], "m6");
+}
+
+#[test]
+fn a_stream_whose_read_never_comes_is_refused_after_the_engine_timeout() {
+    let mut engine = Later::new(Arc::new(Mutex::new(Some(0))));
+    engine.read_delay = None;
+    engine.read_delay = Some(u64::MAX / 4);
+    let s = TestServer::start_with_engine(
+        |c| c.engine_timeout = Duration::from_millis(200),
+        Box::new(engine),
+    );
+    let r = util::get(s.public, "/stream?channel=news");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"], "engine unavailable");
+    // Nothing of it is left: the channel has no subscriber.
+    assert_eq!(s.subscribers("news"), 0);
 }

@@ -129,7 +129,11 @@ fn build(w: &mut World, v: &Variant, n: usize) -> Vec<(u64, usize)> {
         let keys = w.hub.open(&mut w.engine, &wanted, w.now);
         let mut subs = Vec::with_capacity(keys.len());
         for &ch in &keys {
-            if let Some(read) = w.hub.read(&mut w.engine, ch, None, w.now) {
+            if let Some(read) = w
+                .hub
+                .read(&mut w.engine, ch, None, w.now)
+                .and_then(engine::Reply::now)
+            {
                 subs.push(Sub::detached(ch, read.start.seq));
             }
         }

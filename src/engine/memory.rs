@@ -187,6 +187,18 @@ impl MemoryEngine {
             .collect()
     }
 
+    /// What `cursor` has due on `name` ([`Engine::read`], answered at once).
+    pub fn read(&mut self, name: &str, cursor: Option<u64>, now: Now) -> Option<Read> {
+        let log = self.fresh(name, now)?;
+        let start = log.start(cursor);
+        Some(Read {
+            start,
+            notice: start.notice.map(|n| n.event(log.name())),
+            messages: log.messages_from(start.seq).cloned().collect(),
+            head: log.next_seq(),
+        })
+    }
+
     /// Drops channel `name` ([`Engine::delete`]); false if it had no log.
     pub fn delete(&mut self, name: &str) -> bool {
         match self.find(name) {
@@ -251,15 +263,8 @@ impl Engine for MemoryEngine {
         Reply::Now(MemoryEngine::publish(self, names, payload, now))
     }
 
-    fn read(&mut self, name: &str, cursor: Option<u64>, now: Now) -> Option<Read> {
-        let log = self.fresh(name, now)?;
-        let start = log.start(cursor);
-        Some(Read {
-            start,
-            notice: start.notice.map(|n| n.event(log.name())),
-            messages: log.messages_from(start.seq).cloned().collect(),
-            head: log.next_seq(),
-        })
+    fn read(&mut self, name: &str, cursor: Option<u64>, now: Now) -> Reply<Option<Read>> {
+        Reply::Now(MemoryEngine::read(self, name, cursor, now))
     }
 
     fn head(&self, name: &str) -> Option<u64> {

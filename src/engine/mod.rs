@@ -92,6 +92,16 @@ pub enum Reply<T> {
     Later(Ticket),
 }
 
+impl<T> Reply<T> {
+    /// The answer, if it came now.
+    pub fn now(self) -> Option<T> {
+        match self {
+            Reply::Now(t) => Some(t),
+            Reply::Later(_) => None,
+        }
+    }
+}
+
 /// The answer to an admin call (publish, describe, list, delete) that came later.
 #[derive(Debug)]
 pub enum Answer {
@@ -103,6 +113,8 @@ pub enum Answer {
     List(Result<Vec<LogInfo>, EngineError>),
     /// To `delete`.
     Deleted(Result<bool, EngineError>),
+    /// To `read` (a subscriber's catch-up).
+    Read(Option<Read>),
 }
 
 /// Why an engine refused.
@@ -162,8 +174,10 @@ pub trait Engine {
         now: Now,
     ) -> Reply<Result<Vec<u64>, EngineError>>;
 
-    /// What `cursor` has due on `name` (`None` if the channel has no log).
-    fn read(&mut self, name: &str, cursor: Option<u64>, now: Now) -> Option<Read>;
+    /// What `cursor` has due on `name` (`None` if the channel has no log). An engine that
+    /// answers later delivers `Answer::Read`; meanwhile the hub keeps the live messages of
+    /// that channel for the subscriber (see `hub::sync`).
+    fn read(&mut self, name: &str, cursor: Option<u64>, now: Now) -> Reply<Option<Read>>;
 
     /// The seq the next message of `name` gets.
     fn head(&self, name: &str) -> Option<u64>;

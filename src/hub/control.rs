@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Channel, Followers, Hub, Mode, Session, SessionSub, Sub};
 use crate::clock::Now;
-use crate::engine::{Engine, Read};
+use crate::engine::{Engine, Read, Reply};
 use crate::handle::Key;
 use crate::http::HttpError;
 use crate::server::Conn;
@@ -134,8 +134,14 @@ impl Hub {
         let keys = self.open(engine, &names, now);
         let mut joined = Vec::new();
         for (w, &k) in fresh.iter().zip(&keys) {
-            let Some(read) = self.read(engine, k, w.seq, now) else {
-                continue;
+            let read = match self.read(engine, k, w.seq, now) {
+                None => continue,
+                Some(Reply::Now(read)) => read,
+                // Not yet: a subscribe to a connection waits for nothing (issue 11).
+                Some(Reply::Later(_)) => {
+                    self.release_unused(engine, keys, now);
+                    return Err(HttpError::new(503, "engine unavailable"));
+                }
             };
             // A parked poll is answered with everything due, a stream sent it one message
             // at a time (moving its cursor as it goes).

@@ -19,6 +19,7 @@ mod control;
 mod follower;
 mod poll;
 mod sessions;
+pub mod sync;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use slab::Slab;
 
 use crate::clock::Now;
-use crate::engine::{Engine, Message, Read};
+use crate::engine::{Engine, Message, Read, Reply};
 use crate::handle::{GenSlab, Key};
 use crate::http::HttpError;
 use crate::server::Conn;
@@ -102,6 +103,9 @@ pub struct Delivery {
     pub mode: Mode,
 }
 
+/// The live messages kept for memberships whose history read is in flight.
+type Kept = HashMap<(Key<Conn>, Key<Channel>), Vec<Arc<Message>>>;
+
 /// This process's subscribers.
 pub struct Hub {
     limits: Limits,
@@ -114,6 +118,8 @@ pub struct Hub {
     sessions: sessions::Sessions,
     /// Session expiry.
     wheel: TimerWheel<Key<Session>>,
+    /// Memberships whose history read is in flight, with the live messages kept for them.
+    syncing: Kept,
     stats: HubStats,
 }
 
@@ -128,6 +134,7 @@ impl Hub {
             clients: HashMap::new(),
             sessions: sessions::Sessions::default(),
             wheel: TimerWheel::new(0),
+            syncing: HashMap::new(),
             stats: HubStats::default(),
         }
     }
@@ -233,18 +240,42 @@ impl Hub {
 
     /// The one subscribe pipeline: what `cursor` has due on channel `ch` (expired
     /// messages dropped first; a `lost`/`reset` notice; the buffered messages), counted
-    /// as delivered. The subscriber's cursor once it has them is `head`.
+    /// as delivered. The subscriber's cursor once it has them is `head`. `None`: the
+    /// channel has no log. An engine that answers later gives a ticket instead: the
+    /// caller syncs the membership (`begin_sync`) until the answer comes.
     pub fn read(
         &mut self,
         engine: &mut dyn Engine,
         ch: Key<Channel>,
         cursor: Option<u64>,
         now: Now,
-    ) -> Option<Read> {
+    ) -> Option<Reply<Read>> {
         let c = self.channels.get(ch)?;
-        let read = engine.read(&c.name, cursor, now)?;
-        self.stats.delivered += read.messages.len() as u64;
-        Some(read)
+        match engine.read(&c.name, cursor, now) {
+            Reply::Now(read) => {
+                let read = read?;
+                self.stats.delivered += read.messages.len() as u64;
+                Some(Reply::Now(read))
+            }
+            Reply::Later(t) => Some(Reply::Later(t)),
+        }
+    }
+
+    /// Counts messages handed to subscribers outside `read` and `fan_out` (a merged
+    /// catch-up).
+    pub fn count_delivered(&mut self, n: usize) {
+        self.stats.delivered += n as u64;
+    }
+
+    /// From now on, live messages of channel `ch` for connection `conn` are kept instead
+    /// of delivered, until `end_sync` (its history read is in flight).
+    pub fn begin_sync(&mut self, conn: Key<Conn>, ch: Key<Channel>) {
+        self.syncing.insert((conn, ch), Vec::new());
+    }
+
+    /// The live messages kept for `conn` on `ch`; delivery goes on as usual.
+    pub fn end_sync(&mut self, conn: Key<Conn>, ch: Key<Channel>) -> Vec<Arc<Message>> {
+        self.syncing.remove(&(conn, ch)).unwrap_or_default()
     }
 
     /// Puts connection `conn` in the subscriber lists of its memberships.
@@ -299,7 +330,7 @@ impl Hub {
     pub fn fan_out<F: Followers + ?Sized>(
         &mut self,
         channel: &str,
-        msg: &Message,
+        msg: &Arc<Message>,
         followers: &mut F,
         out: &mut Vec<Delivery>,
     ) {
@@ -317,6 +348,12 @@ impl Hub {
             }
         }
         for (_, &conn) in c.subs.iter() {
+            if !self.syncing.is_empty() {
+                if let Some(kept) = self.syncing.get_mut(&(conn, k)) {
+                    kept.push(msg.clone());
+                    continue;
+                }
+            }
             let Some((f, mode)) = followers.follower_mut(conn) else {
                 debug_assert!(false, "{conn:?} in the list of {channel} is no subscriber");
                 continue;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::{Channel, Hub, SessionSub, Sub};
 use crate::clock::Now;
-use crate::engine::Engine;
+use crate::engine::{Engine, Reply};
 use crate::event;
 use crate::handle::Key;
 use crate::subscription::Wanted;
@@ -38,6 +38,9 @@ pub struct PollRead {
     pub subs: Vec<Sub>,
     /// The channel records opened: release them once the poll holds what it keeps.
     pub keys: Vec<Key<Channel>>,
+    /// The engine answers a read later: the poll cannot be answered now (a networked
+    /// engine's reads for polls are not done yet).
+    pub later: bool,
 }
 
 /// Merges the channels a session held with those a poll names: the request's cursor
@@ -90,8 +93,14 @@ impl Hub {
         let names: Vec<&str> = wanted.iter().map(|w| &*w.name).collect();
         out.keys = self.open(engine, &names, now);
         for (w, &ch) in wanted.iter().zip(&out.keys) {
-            let Some(read) = self.read(engine, ch, w.seq, now) else {
-                continue;
+            let read = match self.read(engine, ch, w.seq, now) {
+                None => continue,
+                Some(Reply::Now(read)) => read,
+                // Not yet: a poll cannot wait for a read (issue 11); it is refused.
+                Some(Reply::Later(_)) => {
+                    out.later = true;
+                    continue;
+                }
             };
             out.events.extend(read.notice);
             out.events

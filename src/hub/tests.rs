@@ -2,7 +2,6 @@ use super::*;
 use crate::engine::{EngineEvent, MemoryEngine};
 use crate::event;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-
 const T0: u64 = 1_000_000;
 const POLL: Mode = Mode::Poll;
 const STREAM: Mode = Mode::Stream;
@@ -77,7 +76,8 @@ impl World {
         let keys = self.hub.open(&mut self.engine, &names, self.now);
         let (mut reads, mut subs) = (Vec::new(), Vec::new());
         for (&k, w) in keys.iter().zip(want) {
-            let read = self.hub.read(&mut self.engine, k, w.1, self.now).unwrap();
+            let read = self.hub.read(&mut self.engine, k, w.1, self.now);
+            let read = read.and_then(Reply::now).unwrap();
             subs.push(Sub::detached(k, read.head));
             reads.push(read);
         }

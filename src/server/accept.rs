@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Token};
 
-use super::conn::{Conn, Phase};
+use super::conn::{Call, Conn, Phase};
 use super::{Server, TimerKind};
 use crate::config::Config;
 use crate::handle::Key;
@@ -318,8 +318,13 @@ impl Server {
                 self.hub.leave(engine, key, f.subs.as_slice(), now);
             }
             // Its answer, when it comes, finds nobody waiting.
-            Phase::Waiting(w) if self.waiting.get(&w.ticket) == Some(&key) => {
-                self.waiting.remove(&w.ticket);
+            Phase::Waiting(w) => {
+                if self.waiting.get(&w.ticket) == Some(&key) {
+                    self.waiting.remove(&w.ticket);
+                }
+                if let Call::Stream(setup) = &w.call {
+                    self.abandon_stream(key, setup);
+                }
             }
             Phase::Streaming(st) => {
                 let f = &st.follower;

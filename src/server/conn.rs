@@ -15,7 +15,7 @@ use std::io::{self, IoSlice, Read, Write};
 use bytes::{Buf, Bytes};
 use mio::net::TcpStream;
 
-use crate::engine::Ticket;
+use crate::engine::{Read as EngineRead, Ticket};
 use crate::http::response::Cors;
 use crate::hub::Follower;
 use crate::timer::TimerKey;
@@ -83,6 +83,25 @@ pub enum Call {
     List,
     /// `DELETE /channels/NAME`.
     Delete(Box<str>),
+    /// A stream whose channels' history reads are in flight: it opens (head, `hello`,
+    /// catch-up merged with the live messages kept meanwhile) once all are answered.
+    Stream(Box<StreamSetup>),
+}
+
+/// A stream waiting for its history reads.
+#[derive(Debug)]
+pub struct StreamSetup {
+    /// Its client id and memberships (attached, syncing).
+    pub follower: Follower,
+    /// Its transport.
+    pub out: StreamOut,
+    /// When it will end (reactor ms).
+    pub end_ms: u64,
+    /// Per membership, in order: the read once answered (and whether `Hub::read`
+    /// counted its messages as delivered already).
+    pub reads: Vec<(Option<EngineRead>, bool)>,
+    /// The reads still in flight: ticket and membership index.
+    pub tickets: Vec<(Ticket, usize)>,
 }
 
 /// Where a connection is in its life. Every phase has a deadline (or, for `Ready` and

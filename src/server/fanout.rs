@@ -5,6 +5,8 @@
 
 use super::conn::{Conn, Phase};
 use super::Server;
+use std::sync::Arc;
+
 use crate::engine::{EngineEvent, Message};
 use crate::handle::{GenSlab, Key};
 use crate::hub::{Follower, Followers, Hub, Mode};
@@ -63,7 +65,7 @@ impl Server {
 
     /// One message to every local subscriber of its channel: streams are sent it, parked
     /// polls answered with it.
-    fn deliver(&mut self, channel: &str, msg: &Message) {
+    fn deliver(&mut self, channel: &str, msg: &Arc<Message>) {
         let mut out = std::mem::take(&mut self.deliveries);
         self.hub.fan_out(channel, msg, &mut self.conns, &mut out);
         for d in &out {

@@ -292,8 +292,8 @@ impl Engine for RedisEngine {
         EngineReply::Later(ticket)
     }
 
-    fn read(&mut self, _name: &str, _cursor: Option<u64>, _now: Now) -> Option<Read> {
-        None
+    fn read(&mut self, _name: &str, _cursor: Option<u64>, _now: Now) -> EngineReply<Option<Read>> {
+        EngineReply::Now(None)
     }
 
     fn head(&self, _name: &str) -> Option<u64> {

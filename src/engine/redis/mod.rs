@@ -9,9 +9,6 @@
 mod engine;
 pub use engine::RedisEngine;
 
-#[allow(dead_code)]
-pub(crate) mod sync;
-
 /// The Lua scripts, loaded once per connection with `SCRIPT LOAD` and run with `EVALSHA`.
 #[allow(dead_code)]
 pub(crate) mod scripts {

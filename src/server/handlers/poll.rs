@@ -115,7 +115,16 @@ impl Server {
             mut events,
             mut subs,
             keys,
+            later,
         } = self.hub.poll_read(engine, wanted, now);
+        if later {
+            // Not yet: polls on an engine whose reads are answered later (issue 11).
+            if let Some(s) = taken {
+                self.hub.release_session(engine, s, now);
+            }
+            self.hub.release_unused(engine, keys, now);
+            return Err(HttpError::new(503, "engine unavailable"));
+        }
         // A client that has already hung up (its request and FIN came together) is not
         // parked: it gets its answer, `noop` if nothing is due, at once.
         let hung_up = self.conns.get(key).is_some_and(|c| c.peer_closed);

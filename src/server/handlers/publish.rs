@@ -153,6 +153,19 @@ impl Server {
     /// The engine answered the call under `ticket`: the connection that waits for it is
     /// answered, then goes on with what it pipelined.
     pub(in crate::server) fn engine_answered(&mut self, ticket: Ticket, answer: Answer) {
+        // A stream's read: the stream opens once all its reads are in.
+        if let Some(&key) = self.waiting.get(&ticket) {
+            let stream = self.conns.get(key).is_some_and(
+                |c| matches!(&c.phase, Phase::Waiting(w) if matches!(w.call, Call::Stream(_))),
+            );
+            if stream {
+                let read = match answer {
+                    Answer::Read(r) => r,
+                    _ => None,
+                };
+                return self.stream_read_answered(key, ticket, read);
+            }
+        }
         let Some(w) = self.take_waiting(ticket) else {
             return;
         };
@@ -177,6 +190,10 @@ impl Server {
         // waiter its answer.
         if self.waiting.get(&w.ticket) == Some(&key) {
             self.waiting.remove(&w.ticket);
+        }
+        if let Call::Stream(setup) = &w.call {
+            // The stream never started: it is refused like any request.
+            self.abandon_stream(key, setup);
         }
         log::warn!(
             "engine did not answer within {:?}",

@@ -11,15 +11,16 @@
 
 use bytes::Bytes;
 
-use crate::engine::Read;
+use crate::engine::{Read, Reply, Ticket};
 use crate::event;
 use crate::handle::Key;
 use crate::http::query::Query;
 use crate::http::request::{Head, Method};
 use crate::http::response::{self, Cors};
 use crate::http::HttpError;
+use crate::hub::sync::{self, Item};
 use crate::hub::{Channel, Follower, Sub, Subs};
-use crate::server::conn::{Conn, Phase, Stream};
+use crate::server::conn::{Call, Conn, Phase, Stream, StreamSetup, Waiting};
 use crate::server::fanout::queue_message;
 use crate::server::{after, ms, Server};
 use crate::subscription::{self, ClientId};
@@ -89,34 +90,107 @@ impl Server {
             }
         };
         let mut reads = Vec::with_capacity(keys.len());
+        let mut tickets = Vec::new();
         let mut subs = Vec::with_capacity(keys.len());
         for (w, &ch) in wanted.iter().zip(&keys) {
-            if let Some(read) = self.hub.read(engine, ch, w.seq, now) {
-                subs.push(Sub::detached(ch, read.start.seq));
-                reads.push((ch, read));
+            match self.hub.read(engine, ch, w.seq, now) {
+                None => continue,
+                Some(Reply::Now(read)) => {
+                    subs.push(Sub::detached(ch, read.start.seq));
+                    reads.push((Some(read), true));
+                }
+                Some(Reply::Later(t)) => {
+                    tickets.push((t, reads.len()));
+                    subs.push(Sub::detached(ch, 0));
+                    reads.push((None, false));
+                }
             }
         }
         self.hub.attach(key, &mut subs);
-        let cursor = self.hub.cursor(&subs);
-        let out = request.out;
         let end_ms = after(now.ms, self.config.stream_max_age).min(now.ms_of_unix(expires));
-        let id = client.to_string();
+        let setup = StreamSetup {
+            follower: Follower {
+                client,
+                subs: Subs::from_vec(subs),
+            },
+            out: request.out,
+            end_ms,
+            reads,
+            tickets,
+        };
+        if setup.tickets.is_empty() {
+            self.open_stream(key, setup, cors, false);
+            return Ok(());
+        }
+        // The history reads are in flight: live messages are kept for this stream until
+        // they are answered, then merged with them.
+        for sub in setup.follower.subs.as_slice() {
+            self.hub.begin_sync(key, sub.channel);
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(());
+        };
+        let tickets: Vec<Ticket> = setup.tickets.iter().map(|t| t.0).collect();
+        conn.phase = Phase::Waiting(Box::new(Waiting {
+            ticket: tickets[0],
+            deadline: after(now.ms, self.config.engine_timeout),
+            keep_alive: head.keep_alive,
+            cors,
+            call: Call::Stream(Box::new(setup)),
+        }));
+        for t in tickets {
+            self.waiting.insert(t, key);
+        }
+        self.arm(key);
+        Ok(())
+    }
+
+    /// Opens a stream whose reads are all answered: head, `hello` with the cursor at
+    /// the start of each read, then each channel's catch-up (merged with the live
+    /// messages kept while a read was in flight, with `synced`).
+    fn open_stream(&mut self, key: Key<Conn>, setup: StreamSetup, cors: Cors, synced: bool) {
+        let StreamSetup {
+            mut follower,
+            out,
+            end_ms,
+            reads,
+            ..
+        } = setup;
+        let (engine, now) = (&mut *self.engine, self.now);
+        // A channel without a log (gone meanwhile) is not followed.
+        let mut kept = Vec::with_capacity(reads.len());
+        let mut gone = Vec::new();
+        for (sub, (read, counted)) in follower.subs.as_mut_slice().iter_mut().zip(reads) {
+            match read {
+                Some(read) => {
+                    sub.next = read.start.seq;
+                    kept.push((sub.channel, read, counted));
+                }
+                None => gone.push(*sub),
+            }
+        }
+        for sub in &gone {
+            follower.subs.remove(sub.channel);
+            self.hub.end_sync(key, sub.channel);
+        }
+        self.hub.leave(engine, key, &gone, now);
+        let cursor = self.hub.cursor(follower.subs.as_slice());
+        let id = follower.client.to_string();
         let stream_head = out.head(self.cors.lines(cors), &id);
         let mut opening = Vec::with_capacity(2);
         out.opening(&event::hello(&id, &cursor), &cursor, &mut opening);
+        let client = follower.client;
         let Some(conn) = self.conns.get_mut(key) else {
-            self.hub.leave(engine, key, &subs, now);
-            return Ok(());
+            let subs = follower.subs.as_slice().to_vec();
+            self.hub.leave(&mut *self.engine, key, &subs, now);
+            return;
         };
         conn.queue(stream_head);
         for part in opening {
             conn.queue(part);
         }
         let stream = Stream {
-            follower: Follower {
-                client,
-                subs: Subs::from_vec(subs),
-            },
+            follower,
             out,
             end_ms,
             last_write_ms: now.ms,
@@ -125,12 +199,109 @@ impl Server {
         conn.clear_input();
         conn.shrink();
         self.hub.register(client, key);
-        for (ch, read) in reads {
-            self.stream_catch_up(key, ch, &read);
+        if self.conns.get(key).is_some_and(|c| c.peer_closed) {
+            // Its client hung up while the reads were in flight.
+            return self.close(key);
+        }
+        for (ch, read, counted) in kept {
+            if synced {
+                self.stream_merge(key, ch, &read, counted);
+            } else {
+                self.stream_catch_up(key, ch, &read);
+            }
         }
         self.arm(key);
         self.flush(key);
-        Ok(())
+    }
+
+    /// A stream's read on channel `ch` came back while live messages were kept: sends
+    /// the merge (history, then the kept ones past it, gaps told as `lost`).
+    fn stream_merge(&mut self, key: Key<Conn>, ch: Key<Channel>, read: &Read, counted: bool) {
+        let kept = self.hub.end_sync(key, ch);
+        let Some(name) = self.hub.name(ch).cloned() else {
+            return;
+        };
+        let (items, _) = sync::merge(&name, read, &kept);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let before = conn.pending();
+        let mut delivered = 0;
+        for item in items {
+            let Phase::Streaming(st) = &mut conn.phase else {
+                return;
+            };
+            match item {
+                Item::Notice(n) => {
+                    let f = st
+                        .out
+                        .event(&n, &self.hub.cursor(st.follower.subs.as_slice()));
+                    conn.queue(f);
+                }
+                Item::Message(m) => {
+                    let Some(sub) = st.follower.subs.find_mut(ch) else {
+                        return;
+                    };
+                    sub.next = m.seq + 1;
+                    queue_message(conn, &self.hub, &name, &m, self.now.ms);
+                    delivered += 1;
+                }
+            }
+        }
+        let replay = conn.pending() - before;
+        conn.add_grace(replay);
+        let already = if counted { read.messages.len() } else { 0 };
+        self.hub.count_delivered(delivered - already.min(delivered));
+    }
+
+    /// The engine answered one of a waiting stream's reads; the stream opens once all
+    /// are in.
+    pub(in crate::server) fn stream_read_answered(
+        &mut self,
+        key: Key<Conn>,
+        ticket: Ticket,
+        read: Option<Read>,
+    ) {
+        self.waiting.remove(&ticket);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Phase::Waiting(w) = &mut conn.phase else {
+            return;
+        };
+        let Call::Stream(setup) = &mut w.call else {
+            return;
+        };
+        if let Some(pos) = setup.tickets.iter().position(|t| t.0 == ticket) {
+            let (_, index) = setup.tickets.remove(pos);
+            setup.reads[index] = (read, false);
+        }
+        if !setup.tickets.is_empty() {
+            w.ticket = setup.tickets[0].0;
+            return;
+        }
+        let Phase::Waiting(w) = std::mem::replace(&mut conn.phase, Phase::Ready) else {
+            return;
+        };
+        let Call::Stream(setup) = w.call else {
+            return;
+        };
+        self.open_stream(key, *setup, w.cors, true);
+    }
+
+    /// A waiting stream is given up (its reads took too long, or its client left): its
+    /// tickets, kept messages and memberships go.
+    pub(in crate::server) fn abandon_stream(&mut self, key: Key<Conn>, setup: &StreamSetup) {
+        for (t, _) in &setup.tickets {
+            if self.waiting.get(t) == Some(&key) {
+                self.waiting.remove(t);
+            }
+        }
+        let subs = setup.follower.subs.as_slice().to_vec();
+        for s in &subs {
+            self.hub.end_sync(key, s.channel);
+        }
+        self.hub.leave(&mut *self.engine, key, &subs, self.now);
     }
 
     /// Queues on a stream what `read` has due on channel `ch`: the notice, then every

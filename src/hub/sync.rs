@@ -4,7 +4,8 @@
 //! membership are kept, and when the read returns this turns (read, kept) into what the
 //! subscriber gets, in order, each seq once, and every gap named.
 //!
-//! Pure: no socket, no hub state. Used by the Redis engine once it is wired in.
+//! Pure: no socket, no hub state. The hub keeps the live messages of a syncing
+//! membership (`Hub::begin_sync`/`end_sync`); the stream handler merges with this.
 
 use std::sync::Arc;
 
