@@ -7,7 +7,7 @@ mod util;
 use comet_gateway::engine::redis::RedisEngine;
 use comet_gateway::engine::Limits;
 use comet_gateway::Config;
-use util::{Redis, TestServer};
+use util::{Redis, StreamClient, TestServer, Transport};
 
 fn gateway(redis: &Redis) -> TestServer {
     let limits = Limits::of(&Config::ephemeral());
@@ -69,4 +69,54 @@ fn a_gateway_reconnects_to_a_redis_that_came_back() {
     // The channel starts a new life at the server clock: past every seq of the old one.
     let after = a.publish_seq("news", "after");
     assert!(after > before, "{after} > {before}");
+}
+
+#[test]
+fn a_message_published_on_one_gateway_reaches_streams_on_another_with_its_seq() {
+    let redis = Redis::start();
+    let (a, b) = (gateway(&redis), gateway(&redis));
+    let mut on_b = StreamClient::open(b.public, Transport::Events, "channel=news", "");
+    assert_eq!(on_b.next_event().unwrap()["type"], "hello");
+    let seq = a.publish_seq("news", "from a");
+    let got = on_b.data(1);
+    assert_eq!(
+        (got[0]["seq"].as_u64(), got[0]["data"].as_str()),
+        (Some(seq), Some("from a"))
+    );
+    assert_eq!(
+        on_b.last_id.as_deref(),
+        Some(format!("news:{}", seq + 1).as_str())
+    );
+}
+
+#[test]
+fn a_client_resumes_on_another_gateway_from_its_cursor() {
+    let redis = Redis::start();
+    let (a, b) = (gateway(&redis), gateway(&redis));
+    let first = a.publish_seq("news", "one");
+    a.publish_seq("news", "two");
+    a.publish_seq("news", "three");
+    // It had "one" from a; it comes back on b with its cursor.
+    let query = format!("channel=news&seq={}", first + 1);
+    let mut on_b = StreamClient::open(b.public, Transport::Stream, &query, "");
+    let hello = on_b.next_event().unwrap();
+    assert_eq!(hello["cursor"], format!("news:{}", first + 1));
+    let got: Vec<(u64, String)> = on_b
+        .data(2)
+        .iter()
+        .map(|e| {
+            (
+                e["seq"].as_u64().unwrap(),
+                e["data"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [(first + 1, "two".into()), (first + 2, "three".into())]
+    );
+    // And from then on, live, whoever publishes.
+    let four = b.publish_seq("news", "four");
+    assert_eq!(four, first + 3);
+    assert_eq!(on_b.data(1)[0]["seq"].as_u64(), Some(four));
 }

@@ -1,16 +1,17 @@
 //! `RedisEngine` (in progress): the channel log in a Redis shared by many gateway
 //! processes. What works: `publish` (one `EVALSHA publish.lua` per channel, answered
 //! later with the seqs Redis assigned, so every process shares one seq space per
-//! channel) and live messages (`watch` subscribes to the channel's pub/sub channel; each
-//! `seq:payload` that arrives becomes one `EngineEvent::Message`, encoded once).
+//! channel); live messages (`watch` subscribes to the channel's pub/sub channel; each
+//! `seq:payload` that arrives becomes one `EngineEvent::Message`, encoded once);
+//! subscriber reads (`EVALSHA read.lua`, sent only once the channel's SUBSCRIBE took
+//! effect, answered later and resolved with the cursor rule of `Log::start`), which the
+//! stream handler merges with the live messages that raced it; reconnects with backoff.
 //!
-//! A lost connection is tried again after a backoff (100 ms doubling to 5 s); the new
-//! connections load the script and subscribe to every watched channel again.
-//!
-//! Not yet (see docs/redis-engine.md): subscriber reads (`read` answers `None`, so
-//! subscribers cannot use this engine yet), catching watched channels up after a
-//! reconnect, info/list/delete (503), holding a publish's answer until its live message
-//! arrived, script reload on `NOSCRIPT`.
+//! Not yet (see docs/redis-engine.md): polls and control subscribes on this engine
+//! (503), catching watched channels up after a reconnect, info/list/delete (503),
+//! holding a publish's answer until its live message arrived, `NOSCRIPT` reload,
+//! `head` (a session's "from now on" pin). This file is over 400 lines: split it
+//! (connections/reconnect, publish, read) before it lands.
 
 use std::collections::HashMap;
 use std::io;
@@ -24,8 +25,8 @@ use super::resp::{CommandConn, Pass, PubSubConn, Reply, DEFAULT_MAX_REPLY};
 use super::scripts;
 use crate::clock::Now;
 use crate::engine::{
-    Answer, Engine, EngineError, EngineEvent, EngineStats, Limits, LogInfo, Message, Read,
-    Reply as EngineReply, Ticket,
+    Answer, Engine, EngineError, EngineEvent, EngineStats, Limits, LogInfo, Message, Notice, Read,
+    Reply as EngineReply, Start, Ticket,
 };
 use crate::event;
 
@@ -61,6 +62,12 @@ pub struct RedisEngine {
     next_ticket: u64,
     /// Command tag → (publish call, index of its channel).
     tags: HashMap<u64, (u64, usize)>,
+    /// Command tag → the read it answers.
+    read_tags: HashMap<u64, (Ticket, Arc<str>, Option<u64>)>,
+    /// Reads waiting for their channel's SUBSCRIBE to take effect (so nothing published
+    /// between the history read and the subscription can be missed).
+    unsent_reads: Vec<(Ticket, Arc<str>, Option<u64>)>,
+    read_sha: String,
     calls: HashMap<u64, Pending>,
     /// Live pub/sub channel → channel name, for the watched channels.
     watched: HashMap<Bytes, Arc<str>>,
@@ -79,7 +86,11 @@ impl RedisEngine {
     pub fn connect(addr: SocketAddr, prefix: &str, limits: Limits) -> io::Result<RedisEngine> {
         let (cmd, sub) = Self::open(addr)?;
         let publish_sha = hex(&Sha1::digest(scripts::PUBLISH.as_bytes()));
+        let read_sha = hex(&Sha1::digest(scripts::READ.as_bytes()));
         Ok(RedisEngine {
+            read_tags: HashMap::new(),
+            unsent_reads: Vec::new(),
+            read_sha,
             addr,
             registry: None,
             down: None,
@@ -106,8 +117,10 @@ impl RedisEngine {
     fn open(addr: SocketAddr) -> io::Result<(CommandConn, PubSubConn)> {
         let mut cmd = CommandConn::connect(addr, DEFAULT_MAX_REPLY)?;
         let sub = PubSubConn::connect(addr, DEFAULT_MAX_REPLY)?;
-        cmd.send(0, &[b"SCRIPT", b"LOAD", scripts::PUBLISH.as_bytes()])
-            .map_err(|e| io::Error::other(format!("redis: {e:?}")))?;
+        for script in [scripts::PUBLISH, scripts::READ] {
+            cmd.send(0, &[b"SCRIPT", b"LOAD", script.as_bytes()])
+                .map_err(|e| io::Error::other(format!("redis: {e:?}")))?;
+        }
         Ok((cmd, sub))
     }
 
@@ -168,6 +181,14 @@ impl RedisEngine {
         let mut out = Vec::new();
         self.cmd.take_replies(&mut out);
         for (tag, reply) in out {
+            if let Some((ticket, name, cursor)) = self.read_tags.remove(&tag) {
+                let read = reply.ok().and_then(|r| self.resolve(&name, cursor, r));
+                self.events.push(EngineEvent::Answered {
+                    ticket,
+                    answer: Answer::Read(read),
+                });
+                continue;
+            }
             let Some((call, index)) = self.tags.remove(&tag) else {
                 continue;
             };
@@ -198,7 +219,141 @@ impl RedisEngine {
         }
     }
 
+    /// Sends the reads whose channel's subscription has taken effect.
+    fn send_reads(&mut self) {
+        let ttl = (self.limits.channel_ttl_ms / 1000).to_string();
+        let floor = format!("{}floor", self.prefix);
+        let reads = std::mem::take(&mut self.unsent_reads);
+        for (ticket, name, cursor) in reads {
+            let live = self.key(&name, "l");
+            if !self.sub.subscribed(live.as_bytes()) {
+                self.unsent_reads.push((ticket, name, cursor));
+                continue;
+            }
+            let (m, h) = (self.key(&name, "m"), self.key(&name, "h"));
+            // From now on: only the meta is needed, so read from a seq past any entry.
+            let from = cursor.unwrap_or(u64::MAX / 2).to_string();
+            let tag = self.next_tag;
+            self.next_tag += 1;
+            let args: [&[u8]; 9] = [
+                b"EVALSHA",
+                self.read_sha.as_bytes(),
+                b"3",
+                m.as_bytes(),
+                h.as_bytes(),
+                floor.as_bytes(),
+                from.as_bytes(),
+                b"1",
+                ttl.as_bytes(),
+            ];
+            if self.cmd.send(tag, &args).is_err() {
+                self.events.push(EngineEvent::Answered {
+                    ticket,
+                    answer: Answer::Read(None),
+                });
+                continue;
+            }
+            self.read_tags.insert(tag, (ticket, name, cursor));
+        }
+    }
+
+    /// Turns `read.lua`'s answer into what the cursor has due (the rule of `Log::start`).
+    fn resolve(&self, name: &str, cursor: Option<u64>, reply: Reply) -> Option<Read> {
+        let Reply::Array(Some(parts)) = reply else {
+            return None;
+        };
+        let num = |r: &Reply| -> Option<u64> {
+            match r {
+                Reply::Bulk(Some(b)) => std::str::from_utf8(b).ok()?.parse().ok(),
+                Reply::Integer(i) => u64::try_from(*i).ok(),
+                _ => None,
+            }
+        };
+        let (first, next, now_ms) = (
+            num(parts.first()?)?,
+            num(parts.get(1)?)?,
+            num(parts.get(2)?)?,
+        );
+        let ttl = self.limits.message_ttl_ms;
+        let mut entries = Vec::new();
+        if let Some(Reply::Array(Some(list))) = parts.get(3) {
+            for e in list {
+                let Reply::Array(Some(e)) = e else { continue };
+                let (Some(Reply::Bulk(Some(id))), Some(Reply::Array(Some(fields)))) =
+                    (e.first(), e.get(1))
+                else {
+                    continue;
+                };
+                let Some(seq) = std::str::from_utf8(id)
+                    .ok()
+                    .and_then(|i| i.strip_suffix("-0"))
+                    .and_then(|i| i.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let (Some(Reply::Bulk(Some(d))), Some(t)) =
+                    (fields.get(1), fields.get(3).and_then(num))
+                else {
+                    continue;
+                };
+                if ttl != 0 && now_ms.saturating_sub(t) >= ttl {
+                    continue;
+                }
+                let Ok(text) = std::str::from_utf8(d) else {
+                    continue;
+                };
+                entries.push(Arc::new(Message::new(
+                    seq,
+                    self.last_ms,
+                    event::data(name, seq, text),
+                )));
+            }
+        }
+        let oldest = entries.first().map_or(next, |m| m.seq);
+        let start = match cursor {
+            None => Start {
+                notice: None,
+                seq: next,
+            },
+            Some(0) => Start {
+                notice: None,
+                seq: oldest,
+            },
+            Some(s) if s < first || s > next => {
+                let seq = if s > next { next } else { oldest };
+                Start {
+                    notice: Some(Notice::Reset { seq }),
+                    seq,
+                }
+            }
+            Some(s) if s < oldest => Start {
+                notice: Some(Notice::Lost {
+                    from: s,
+                    to: oldest - 1,
+                }),
+                seq: oldest,
+            },
+            Some(s) => Start {
+                notice: None,
+                seq: s,
+            },
+        };
+        let messages: Vec<Arc<Message>> =
+            entries.into_iter().filter(|m| m.seq >= start.seq).collect();
+        Some(Read {
+            start,
+            notice: start.notice.map(|n| n.event(name)),
+            messages,
+            head: next,
+        })
+    }
+
     fn messages(&mut self, now_ms: u64) {
+        let mut confirmed = Vec::new();
+        self.sub.take_confirmed(&mut confirmed);
+        if !confirmed.is_empty() && !self.unsent_reads.is_empty() {
+            self.send_reads();
+        }
         let mut out = Vec::new();
         self.sub.take_messages(&mut out);
         for (live, payload) in out {
@@ -292,8 +447,13 @@ impl Engine for RedisEngine {
         EngineReply::Later(ticket)
     }
 
-    fn read(&mut self, _name: &str, _cursor: Option<u64>, _now: Now) -> EngineReply<Option<Read>> {
-        EngineReply::Now(None)
+    fn read(&mut self, name: &str, cursor: Option<u64>, now: Now) -> EngineReply<Option<Read>> {
+        self.last_ms = now.ms;
+        let ticket = Ticket(self.next_ticket);
+        self.next_ticket += 1;
+        self.unsent_reads.push((ticket, name.into(), cursor));
+        self.send_reads();
+        EngineReply::Later(ticket)
     }
 
     fn head(&self, _name: &str) -> Option<u64> {
