@@ -354,3 +354,56 @@ fn a_stream_whose_read_never_comes_is_refused_after_the_engine_timeout() {
     // Nothing of it is left: the channel has no subscriber.
     assert_eq!(s.subscribers("news"), 0);
 }
+
+#[test]
+fn a_poll_whose_reads_come_later_is_answered_with_everything_once_in_order() {
+    let mut engine = Later::new(Arc::new(Mutex::new(Some(0))));
+    engine.read_delay = Some(300);
+    let s = TestServer::start_with_engine(|_| {}, Box::new(engine));
+    let first = s.publish_seq("news", "m1");
+    s.publish_seq("news", "m2");
+    let admin = s.admin;
+    let live = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(util::request(admin, &post("news", "m3")).status, 200);
+    });
+    let r = util::get(s.public, &format!("/poll?channel=news&seq={first}"));
+    live.join().unwrap();
+    let got: Vec<(u64, String)> = r
+        .events()
+        .iter()
+        .map(|e| {
+            (
+                e["seq"].as_u64().unwrap(),
+                e["data"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(u64, String)> = (0..3).map(|i| (first + i, format!("m{}", i + 1))).collect();
+    assert_eq!(got, want);
+    // The session resumes past all of them.
+    let id = r.header("X-Comet-Client").unwrap().to_string();
+    let mut poll = Conn::open(s.public);
+    send_poll(&mut poll, &format!("client={id}"));
+    s.wait_subscribers("news", 1);
+    s.publish_seq("news", "m4");
+    let next = poll.response().events();
+    assert_eq!((next[0]["seq"].as_u64(), next.len()), (Some(first + 3), 1));
+}
+
+#[test]
+fn a_poll_with_nothing_due_after_a_later_read_parks_until_a_message() {
+    let mut engine = Later::new(Arc::new(Mutex::new(Some(0))));
+    engine.read_delay = Some(100);
+    let s = TestServer::start_with_engine(|_| {}, Box::new(engine));
+    let mut poll = Conn::open(s.public);
+    send_poll(&mut poll, "channel=quiet");
+    s.wait_subscribers("quiet", 1);
+    let seq = s.publish_seq("quiet", "finally");
+    let events = poll.response().events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0]["seq"].as_u64(), events[0]["data"].as_str()),
+        (Some(seq), Some("finally"))
+    );
+}

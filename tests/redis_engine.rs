@@ -120,3 +120,27 @@ fn a_client_resumes_on_another_gateway_from_its_cursor() {
     assert_eq!(four, first + 3);
     assert_eq!(on_b.data(1)[0]["seq"].as_u64(), Some(four));
 }
+
+#[test]
+fn a_poll_on_another_gateway_catches_up_from_redis_and_then_waits_for_live_ones() {
+    let redis = Redis::start();
+    let (a, b) = (gateway(&redis), gateway(&redis));
+    let first = a.publish_seq("news", "one");
+    a.publish_seq("news", "two");
+    let r = util::get(b.public, &format!("/poll?channel=news&seq={first}"));
+    let seqs: Vec<u64> = r
+        .events()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [first, first + 1]);
+    // On b again (parked, or still reading: its session's cursor has it either way);
+    // published on a.
+    let id = r.header("X-Comet-Client").unwrap().to_string();
+    let mut poll = util::Conn::open(b.public);
+    util::send_poll(&mut poll, &format!("client={id}"));
+    let three = a.publish_seq("news", "three");
+    let events = poll.response().events();
+    assert_eq!(events[0]["seq"].as_u64(), Some(three));
+    assert_eq!(three, first + 2);
+}

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::{Channel, Hub, SessionSub, Sub};
 use crate::clock::Now;
-use crate::engine::{Engine, Reply};
+use crate::engine::{Engine, Reply, Ticket};
 use crate::event;
 use crate::handle::Key;
 use crate::subscription::Wanted;
@@ -38,9 +38,9 @@ pub struct PollRead {
     pub subs: Vec<Sub>,
     /// The channel records opened: release them once the poll holds what it keeps.
     pub keys: Vec<Key<Channel>>,
-    /// The engine answers a read later: the poll cannot be answered now (a networked
-    /// engine's reads for polls are not done yet).
-    pub later: bool,
+    /// Reads the engine answers later: their ticket and the index of their membership
+    /// in `subs` (whose cursor is then set from the answer).
+    pub later: Vec<(Ticket, usize)>,
 }
 
 /// Merges the channels a session held with those a poll names: the request's cursor
@@ -96,9 +96,9 @@ impl Hub {
             let read = match self.read(engine, ch, w.seq, now) {
                 None => continue,
                 Some(Reply::Now(read)) => read,
-                // Not yet: a poll cannot wait for a read (issue 11); it is refused.
-                Some(Reply::Later(_)) => {
-                    out.later = true;
+                Some(Reply::Later(t)) => {
+                    out.later.push((t, out.subs.len()));
+                    out.subs.push(Sub::detached(ch, 0));
                     continue;
                 }
             };

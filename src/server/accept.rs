@@ -322,8 +322,10 @@ impl Server {
                 if self.waiting.get(&w.ticket) == Some(&key) {
                     self.waiting.remove(&w.ticket);
                 }
-                if let Call::Stream(setup) = &w.call {
-                    self.abandon_stream(key, setup);
+                match &w.call {
+                    Call::Stream(setup) => self.abandon_stream(key, setup),
+                    Call::Poll(p) => self.abandon_poll(key, p),
+                    _ => {}
                 }
             }
             Phase::Streaming(st) => {

@@ -86,6 +86,30 @@ pub enum Call {
     /// A stream whose channels' history reads are in flight: it opens (head, `hello`,
     /// catch-up merged with the live messages kept meanwhile) once all are answered.
     Stream(Box<StreamSetup>),
+    /// A poll whose channels' history reads are in flight: answered or parked once all
+    /// are answered.
+    Poll(Box<PollSetup>),
+}
+
+/// A poll waiting for its history reads; what `try_poll` would answer or park.
+#[derive(Debug)]
+pub struct PollSetup {
+    /// Its client id.
+    pub client: crate::subscription::ClientId,
+    /// Its memberships (attached, syncing); a read answered now has its cursor set.
+    pub subs: Vec<crate::hub::Sub>,
+    /// The events due so far (`close` for deleted channels, reads answered now).
+    pub events: Vec<bytes::Bytes>,
+    /// JSONP callback.
+    pub cb: Option<Box<str>>,
+    /// When its tokens expire (Unix seconds).
+    pub auth_expires: u64,
+    /// Per membership: the answered read of those answered later.
+    pub reads: Vec<Option<EngineRead>>,
+    /// The reads still in flight: ticket and membership index.
+    pub tickets: Vec<(Ticket, usize)>,
+    /// Memberships whose read is answered later (the others' are in `events`).
+    pub later: Vec<bool>,
 }
 
 /// A stream waiting for its history reads.

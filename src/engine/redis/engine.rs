@@ -5,10 +5,10 @@
 //! `seq:payload` that arrives becomes one `EngineEvent::Message`, encoded once);
 //! subscriber reads (`EVALSHA read.lua`, sent only once the channel's SUBSCRIBE took
 //! effect, answered later and resolved with the cursor rule of `Log::start`), which the
-//! stream handler merges with the live messages that raced it; reconnects with backoff.
+//! stream and poll handlers merge with the live messages that raced it; reconnects
+//! with backoff.
 //!
-//! Not yet (see docs/redis-engine.md): polls and control subscribes on this engine
-//! (503), catching watched channels up after a reconnect, info/list/delete (503),
+//! Not yet (see docs/redis-engine.md): control subscribes on this engine (503), catching watched channels up after a reconnect, info/list/delete (503),
 //! holding a publish's answer until its live message arrived, `NOSCRIPT` reload,
 //! `head` (a session's "from now on" pin). This file is over 400 lines: split it
 //! (connections/reconnect, publish, read) before it lands.

@@ -8,14 +8,16 @@
 
 use bytes::Bytes;
 
+use crate::engine::{Read, Start, Ticket};
 use crate::event;
 use crate::handle::Key;
 use crate::http::query::Query;
 use crate::http::request::{Head, Method};
 use crate::http::response::Cors;
 use crate::http::HttpError;
+use crate::hub::sync::{self, Item};
 use crate::hub::{self, ClientRef, Follower, Subs};
-use crate::server::conn::{Conn, Parked, Phase};
+use crate::server::conn::{Call, Conn, Parked, Phase, PollSetup, Waiting};
 use crate::server::{after, Server};
 use crate::subscription::{self, ClientId};
 use crate::transport;
@@ -112,19 +114,87 @@ impl Server {
         };
         let (engine, now) = (&mut *self.engine, self.now);
         let hub::PollRead {
-            mut events,
+            events,
             mut subs,
             keys,
             later,
         } = self.hub.poll_read(engine, wanted, now);
-        if later {
-            // Not yet: polls on an engine whose reads are answered later (issue 11).
-            if let Some(s) = taken {
-                self.hub.release_session(engine, s, now);
+        if later.is_empty() {
+            let p = PollSetup {
+                client,
+                subs,
+                events,
+                cb,
+                auth_expires,
+                reads: Vec::new(),
+                tickets: Vec::new(),
+                later: Vec::new(),
+            };
+            self.settle_poll(key, p, cors, head.keep_alive, false);
+        } else {
+            // Reads in flight: the poll holds its channels (their live messages kept)
+            // and waits; answered or parked once all are in.
+            self.hub.attach(key, &mut subs);
+            for s in &subs {
+                self.hub.begin_sync(key, s.channel);
             }
-            self.hub.release_unused(engine, keys, now);
-            return Err(HttpError::new(503, "engine unavailable"));
+            let mut is_later = vec![false; subs.len()];
+            for (_, i) in &later {
+                is_later[*i] = true;
+            }
+            let n = subs.len();
+            let p = PollSetup {
+                client,
+                subs,
+                events,
+                cb,
+                auth_expires,
+                reads: (0..n).map(|_| None).collect(),
+                tickets: later.clone(),
+                later: is_later,
+            };
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.phase = Phase::Waiting(Box::new(Waiting {
+                    ticket: later[0].0,
+                    deadline: after(now.ms, self.config.engine_timeout),
+                    keep_alive: head.keep_alive,
+                    cors,
+                    call: Call::Poll(Box::new(p)),
+                }));
+                for (t, _) in &later {
+                    self.waiting.insert(*t, key);
+                }
+                self.arm(key);
+            }
         }
+        let engine = &mut *self.engine;
+        if let Some(s) = taken {
+            self.hub.release_session(engine, s, now);
+        }
+        self.hub.release_unused(engine, keys, now);
+        Ok(())
+    }
+
+    /// Answers a poll whose reads are all in (with what is due, or `noop` for a client
+    /// that hung up), or parks it. `attached`: its memberships are in their channels'
+    /// lists already (it waited for reads).
+    fn settle_poll(
+        &mut self,
+        key: Key<Conn>,
+        p: PollSetup,
+        cors: Cors,
+        keep_alive: bool,
+        attached: bool,
+    ) {
+        let PollSetup {
+            client,
+            mut subs,
+            mut events,
+            cb,
+            auth_expires,
+            ..
+        } = p;
+        let (engine, now) = (&mut *self.engine, self.now);
         // A client that has already hung up (its request and FIN came together) is not
         // parked: it gets its answer, `noop` if nothing is due, at once.
         let hung_up = self.conns.get(key).is_some_and(|c| c.peer_closed);
@@ -133,9 +203,14 @@ impl Server {
                 events.push(Bytes::from_static(event::NOOP));
             }
             self.hub.detach(engine, client, &subs, auth_expires, now);
-            self.write_poll_answer(key, &events, cb.as_deref(), client, cors, head.keep_alive);
+            if attached {
+                self.hub.leave(engine, key, &subs, now);
+            }
+            self.write_poll_answer(key, &events, cb.as_deref(), client, cors, keep_alive);
         } else if let Some(conn) = self.conns.get_mut(key) {
-            self.hub.attach(key, &mut subs);
+            if !attached {
+                self.hub.attach(key, &mut subs);
+            }
             let parked = Parked {
                 follower: Follower {
                     client,
@@ -145,19 +220,107 @@ impl Server {
                 deadline: after(now.ms, self.config.poll_timeout),
                 auth_expires,
                 cors,
-                keep_alive: head.keep_alive,
+                keep_alive,
             };
             self.kinds.swap(conn, Phase::Parked(parked));
             conn.shrink();
             self.hub.register(client, key);
             self.arm(key);
+        } else if attached {
+            self.hub.leave(engine, key, &subs, now);
         }
-        let engine = &mut *self.engine;
-        if let Some(s) = taken {
-            self.hub.release_session(engine, s, now);
+    }
+
+    /// The engine answered one of a waiting poll's reads; once all are in, each channel's
+    /// read is merged with the live messages kept meanwhile, and the poll is answered or
+    /// parked.
+    pub(in crate::server) fn poll_read_answered(
+        &mut self,
+        key: Key<Conn>,
+        ticket: Ticket,
+        read: Option<Read>,
+    ) {
+        self.waiting.remove(&ticket);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Phase::Waiting(w) = &mut conn.phase else {
+            return;
+        };
+        let Call::Poll(p) = &mut w.call else {
+            return;
+        };
+        if let Some(pos) = p.tickets.iter().position(|t| t.0 == ticket) {
+            let (_, index) = p.tickets.remove(pos);
+            p.reads[index] = read;
         }
-        self.hub.release_unused(engine, keys, now);
-        Ok(())
+        if let Some(t) = p.tickets.first() {
+            w.ticket = t.0;
+            return;
+        }
+        let Phase::Waiting(w) = std::mem::replace(&mut conn.phase, Phase::Ready) else {
+            return;
+        };
+        let (Call::Poll(mut p), cors, keep_alive) = (w.call, w.cors, w.keep_alive) else {
+            return;
+        };
+        let mut gone = Vec::new();
+        let reads = std::mem::take(&mut p.reads);
+        for (i, read) in reads.into_iter().enumerate() {
+            let sub = &mut p.subs[i];
+            let kept = self.hub.end_sync(key, sub.channel);
+            let read = match (p.later[i], read) {
+                (true, Some(read)) => read,
+                (true, None) => {
+                    gone.push(*sub);
+                    continue;
+                }
+                // Answered at once: its catch-up is in `events`; only the kept ones are new.
+                (false, _) => Read {
+                    start: Start {
+                        notice: None,
+                        seq: sub.next,
+                    },
+                    notice: None,
+                    messages: Vec::new(),
+                    head: sub.next,
+                },
+            };
+            let Some(name) = self.hub.name(sub.channel).cloned() else {
+                continue;
+            };
+            let (items, next) = sync::merge(&name, &read, &kept);
+            let mut delivered = 0;
+            for item in items {
+                p.events.push(match item {
+                    Item::Notice(n) => n,
+                    Item::Message(m) => {
+                        delivered += 1;
+                        m.json.clone()
+                    }
+                });
+            }
+            self.hub.count_delivered(delivered);
+            sub.next = next;
+        }
+        p.subs
+            .retain(|s| !gone.iter().any(|g| g.channel == s.channel));
+        self.hub.leave(&mut *self.engine, key, &gone, self.now);
+        self.settle_poll(key, *p, cors, keep_alive, true);
+        self.pending_input.push(key);
+    }
+
+    /// A waiting poll is given up (its reads took too long, or its client left).
+    pub(in crate::server) fn abandon_poll(&mut self, key: Key<Conn>, p: &PollSetup) {
+        for (t, _) in &p.tickets {
+            if self.waiting.get(t) == Some(&key) {
+                self.waiting.remove(t);
+            }
+        }
+        for s in &p.subs {
+            self.hub.end_sync(key, s.channel);
+        }
+        self.hub.leave(&mut *self.engine, key, &p.subs, self.now);
     }
 
     /// Answers a parked poll with `events` and frees its place in every channel. With

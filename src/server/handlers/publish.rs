@@ -153,17 +153,26 @@ impl Server {
     /// The engine answered the call under `ticket`: the connection that waits for it is
     /// answered, then goes on with what it pipelined.
     pub(in crate::server) fn engine_answered(&mut self, ticket: Ticket, answer: Answer) {
-        // A stream's read: the stream opens once all its reads are in.
+        // A subscriber's read: the stream opens, or the poll is answered or parked, once
+        // all its reads are in.
         if let Some(&key) = self.waiting.get(&ticket) {
-            let stream = self.conns.get(key).is_some_and(
-                |c| matches!(&c.phase, Phase::Waiting(w) if matches!(w.call, Call::Stream(_))),
-            );
-            if stream {
+            let (stream, poll) = match self.conns.get(key).map(|c| &c.phase) {
+                Some(Phase::Waiting(w)) => (
+                    matches!(w.call, Call::Stream(_)),
+                    matches!(w.call, Call::Poll(_)),
+                ),
+                _ => (false, false),
+            };
+            if stream || poll {
                 let read = match answer {
                     Answer::Read(r) => r,
                     _ => None,
                 };
-                return self.stream_read_answered(key, ticket, read);
+                return if stream {
+                    self.stream_read_answered(key, ticket, read)
+                } else {
+                    self.poll_read_answered(key, ticket, read)
+                };
             }
         }
         let Some(w) = self.take_waiting(ticket) else {
@@ -191,9 +200,11 @@ impl Server {
         if self.waiting.get(&w.ticket) == Some(&key) {
             self.waiting.remove(&w.ticket);
         }
-        if let Call::Stream(setup) = &w.call {
+        match &w.call {
             // The stream never started: it is refused like any request.
-            self.abandon_stream(key, setup);
+            Call::Stream(setup) => self.abandon_stream(key, setup),
+            Call::Poll(p) => self.abandon_poll(key, p),
+            _ => {}
         }
         log::warn!(
             "engine did not answer within {:?}",
