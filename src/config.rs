@@ -78,6 +78,47 @@ fn grace(text: &str) -> Result<Duration, String> {
     duration_in(text, Duration::ZERO, DAY / 24)
 }
 
+/// `--engine`: the embedded memory engine, or a Redis server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineUrl {
+    /// In this process.
+    Memory,
+    /// `redis://HOST:PORT[/DB]`.
+    Redis {
+        /// `HOST:PORT`.
+        addr: String,
+        /// The database (`SELECT`).
+        db: u32,
+    },
+}
+
+fn engine_url(text: &str) -> Result<EngineUrl, String> {
+    if text == "memory" {
+        return Ok(EngineUrl::Memory);
+    }
+    let rest = text
+        .strip_prefix("redis://")
+        .ok_or("expected `memory` or redis://HOST:PORT[/DB]")?;
+    let (addr, db) = match rest.split_once('/') {
+        Some((a, d)) => (
+            a,
+            d.parse()
+                .map_err(|_| format!("bad database number in {text}"))?,
+        ),
+        None => (rest, 0),
+    };
+    if addr
+        .rsplit_once(':')
+        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+    {
+        return Err(format!("expected redis://HOST:PORT[/DB], got {text}"));
+    }
+    Ok(EngineUrl::Redis {
+        addr: addr.to_string(),
+        db,
+    })
+}
+
 fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim();
     let (num, mult) = if let Some(n) = t.strip_suffix(['k', 'K']) {
@@ -234,6 +275,16 @@ pub struct Config {
     /// net.ipv4.tcp_wmem's maximum): more throughput per connection on long, fast links.
     #[arg(long, default_value = "64k", value_parser = sndbuf_size)]
     pub sndbuf: usize,
+
+    /// Where channel logs live: `memory` (this process only) or
+    /// `redis://HOST:PORT[/DB]` (shared by every gateway process pointed at it; in
+    /// progress: see docs/redis-engine.md).
+    #[arg(long, default_value = "memory", value_parser = engine_url)]
+    pub engine: EngineUrl,
+
+    /// Prefix of every Redis key and pub/sub channel of the Redis engine.
+    #[arg(long, default_value = "comet:")]
+    pub redis_prefix: String,
 
     /// How long an admin request waits for an engine that answers later (a networked
     /// engine); past it, the request is answered 503 `engine unavailable`.

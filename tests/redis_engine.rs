@@ -144,3 +144,28 @@ fn a_poll_on_another_gateway_catches_up_from_redis_and_then_waits_for_live_ones(
     assert_eq!(events[0]["seq"].as_u64(), Some(three));
     assert_eq!(three, first + 2);
 }
+
+#[test]
+fn the_binary_takes_engine_redis_and_two_processes_act_as_one_gateway() {
+    let redis = Redis::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let a = util::ChildGateway::spawn(None, &["--engine", &url, "--redis-prefix", "t1:"]);
+    let b = util::ChildGateway::spawn(None, &["--engine", &url, "--redis-prefix", "t1:"]);
+    let mut on_b = StreamClient::open(b.public, Transport::Stream, "channel=x", "");
+    assert_eq!(on_b.next_event().unwrap()["type"], "hello");
+    let r = util::request(
+        a.admin,
+        "POST /pub?channel=x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seq = r.json()["seq"].as_u64().unwrap();
+    let got = on_b.data(1);
+    assert_eq!(
+        (got[0]["seq"].as_u64(), got[0]["data"].as_str()),
+        (Some(seq), Some("hi"))
+    );
+    assert_eq!(redis.cli(&["EXISTS", "t1:{x}:m"]), "1");
+    let (code, err) = util::refused_to_start(&["--engine", "redis://nowhere"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("redis://HOST:PORT"), "{err}");
+}

@@ -42,7 +42,7 @@ use std::time::Duration;
 use mio::{Events, Poll, Token, Waker};
 
 use crate::clock::{Clock, Now};
-use crate::config::Config;
+use crate::config::{Config, EngineUrl};
 use crate::engine::{self, Engine, EngineEvent, MemoryEngine, Ticket};
 use crate::handle::{GenSlab, Key};
 use crate::http::response::CorsPolicy;
@@ -161,7 +161,20 @@ impl Server {
     /// Binds both listeners. Ports may be 0; `public_addr`/`admin_addr` tell the result.
     /// Refuses a configuration that `Config::validate` rejects.
     pub fn bind(config: Config) -> io::Result<Server> {
-        let engine = Box::new(MemoryEngine::new(engine::Limits::of(&config)));
+        let limits = engine::Limits::of(&config);
+        let engine: Box<dyn Engine + Send> = match &config.engine {
+            EngineUrl::Memory => Box::new(MemoryEngine::new(limits)),
+            EngineUrl::Redis { addr, db } => {
+                use std::net::ToSocketAddrs;
+                let to = addr.to_socket_addrs()?.next().ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, format!("{addr}: no address"))
+                })?;
+                let prefix = &config.redis_prefix;
+                Box::new(engine::redis::RedisEngine::connect_db(
+                    to, *db, prefix, limits,
+                )?)
+            }
+        };
         Server::with_engine(config, engine)
     }
 

@@ -45,6 +45,7 @@ const BACKOFF_MAX_MS: u64 = 5_000;
 /// The channel log in Redis.
 pub struct RedisEngine {
     addr: SocketAddr,
+    db: u32,
     /// The reactor's registry and the engine's first token, once registered (kept to
     /// register the sockets of a new connection after a reconnect).
     registry: Option<(mio::Registry, usize)>,
@@ -84,7 +85,17 @@ impl RedisEngine {
     /// Connects (non-blocking) to Redis at `addr`; keys go under `prefix`. The script is
     /// loaded first on the command connection, so the `EVALSHA`s behind it find it.
     pub fn connect(addr: SocketAddr, prefix: &str, limits: Limits) -> io::Result<RedisEngine> {
-        let (cmd, sub) = Self::open(addr)?;
+        Self::connect_db(addr, 0, prefix, limits)
+    }
+
+    /// `connect`, to database `db`.
+    pub fn connect_db(
+        addr: SocketAddr,
+        db: u32,
+        prefix: &str,
+        limits: Limits,
+    ) -> io::Result<RedisEngine> {
+        let (cmd, sub) = Self::open(addr, db)?;
         let publish_sha = hex(&Sha1::digest(scripts::PUBLISH.as_bytes()));
         let read_sha = hex(&Sha1::digest(scripts::READ.as_bytes()));
         Ok(RedisEngine {
@@ -92,6 +103,7 @@ impl RedisEngine {
             unsent_reads: Vec::new(),
             read_sha,
             addr,
+            db,
             registry: None,
             down: None,
             reconnects: 0,
@@ -114,9 +126,13 @@ impl RedisEngine {
 
     /// A command connection (the script loaded first, so the `EVALSHA`s behind it find
     /// it) and a pub/sub connection.
-    fn open(addr: SocketAddr) -> io::Result<(CommandConn, PubSubConn)> {
+    fn open(addr: SocketAddr, db: u32) -> io::Result<(CommandConn, PubSubConn)> {
         let mut cmd = CommandConn::connect(addr, DEFAULT_MAX_REPLY)?;
         let sub = PubSubConn::connect(addr, DEFAULT_MAX_REPLY)?;
+        if db != 0 {
+            cmd.send(0, &[b"SELECT", db.to_string().as_bytes()])
+                .map_err(|e| io::Error::other(format!("redis: {e:?}")))?;
+        }
         for script in [scripts::PUBLISH, scripts::READ] {
             cmd.send(0, &[b"SCRIPT", b"LOAD", script.as_bytes()])
                 .map_err(|e| io::Error::other(format!("redis: {e:?}")))?;
@@ -149,7 +165,7 @@ impl RedisEngine {
             let wait = (wait * 2).min(BACKOFF_MAX_MS);
             this.down = Some((now_ms + wait, wait));
         };
-        let (mut cmd, mut sub) = match Self::open(self.addr) {
+        let (mut cmd, mut sub) = match Self::open(self.addr, self.db) {
             Ok(c) => c,
             Err(e) => return retry(&e, self),
         };
