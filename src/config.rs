@@ -282,6 +282,18 @@ pub struct Config {
     #[arg(long, default_value = "memory", value_parser = engine_url)]
     pub engine: EngineUrl,
 
+    /// Run N single-threaded reactor processes sharing the listeners (SO_REUSEPORT), each
+    /// with its own descriptor limit; a small parent starts them, restarts one that dies
+    /// and passes SIGTERM/SIGINT on. N > 1 needs a shared engine (`--engine redis://…`)
+    /// and explicit ports.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+
+    /// Set by the parent of `--workers` for its workers: bind the listeners with
+    /// SO_REUSEPORT.
+    #[arg(long, hide = true)]
+    pub reuse_port: bool,
+
     /// Prefix of every Redis key and pub/sub channel of the Redis engine.
     #[arg(long, default_value = "comet:")]
     pub redis_prefix: String,
@@ -343,6 +355,20 @@ impl Config {
         }
         if self.allow_origin.len() > u16::MAX as usize {
             return Err("--allow-origin lists too many origins".into());
+        }
+        if self.workers > 1 && self.engine == EngineUrl::Memory {
+            return Err(
+                "--workers N > 1 needs a shared engine: each worker would have its own \
+                        channels with --engine memory (use --engine redis://HOST:PORT)"
+                    .into(),
+            );
+        }
+        if self.workers > 1 && (self.listen.port() == 0 || self.admin_listen.port() == 0) {
+            return Err(
+                "--workers N > 1 needs explicit ports (with port 0 each worker \
+                        would listen somewhere else)"
+                    .into(),
+            );
         }
         Ok(())
     }

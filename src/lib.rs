@@ -29,6 +29,7 @@
 //! - [`handle`]: generation-checked, typed slab keys.
 //! - [`config`]: command-line flags and their defaults.
 //! - [`fuzzing`]: the request path's parsers behind one entry point, for fuzzing.
+//! - [`workers`]: `--workers N`, the parent that runs N reactor processes.
 #![deny(missing_docs)]
 
 pub mod auth;
@@ -45,6 +46,7 @@ pub mod server;
 pub mod subscription;
 pub mod timer;
 pub mod transport;
+pub mod workers;
 
 pub use config::Config;
 pub use server::{Server, ShutdownHandle, Stats};

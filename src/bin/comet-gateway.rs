@@ -11,6 +11,20 @@ fn main() {
         logger.parse_filters(&spec);
     }
     logger.init();
+    if config.workers > 1 {
+        if let Err(e) = config.validate() {
+            log::error!("{e}");
+            std::process::exit(1);
+        }
+        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        match comet_gateway::workers::supervise(&args, config.workers as usize) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                log::error!("cannot run the workers: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let mut server = match Server::bind(config) {
         Ok(s) => s,
         Err(e) => {

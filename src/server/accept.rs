@@ -63,11 +63,20 @@ const PUBLIC_RCVBUF: usize = 32 * 1024;
 
 /// A non-blocking listener with our backlog (mio's own `bind` fixes it at 128, too few
 /// for a reconnect storm), and for the public one a small receive buffer.
-fn listen(addr: SocketAddr, backlog: i32, rcvbuf: Option<usize>) -> io::Result<TcpListener> {
+fn listen(
+    addr: SocketAddr,
+    backlog: i32,
+    rcvbuf: Option<usize>,
+    reuse_port: bool,
+) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let bind = || -> io::Result<Socket> {
         let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         s.set_reuse_address(true)?;
+        if reuse_port {
+            // The workers of `--workers` share the port; the kernel spreads connections.
+            s.set_reuse_port(true)?;
+        }
         if let Some(n) = rcvbuf {
             s.set_recv_buffer_size(n)?;
         }
@@ -106,8 +115,9 @@ fn fds_open() -> u64 {
 
 impl Listeners {
     pub fn bind(config: &Config, poll: &Poll, public: Token, admin: Token) -> io::Result<Self> {
-        let mut p = listen(config.listen, config.backlog, Some(PUBLIC_RCVBUF))?;
-        let mut a = listen(config.admin_listen, config.backlog, None)?;
+        let reuse = config.reuse_port;
+        let mut p = listen(config.listen, config.backlog, Some(PUBLIC_RCVBUF), reuse)?;
+        let mut a = listen(config.admin_listen, config.backlog, None, reuse)?;
         poll.registry()
             .register(&mut p, public, Interest::READABLE)?;
         poll.registry()
