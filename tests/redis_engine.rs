@@ -169,3 +169,63 @@ fn the_binary_takes_engine_redis_and_two_processes_act_as_one_gateway() {
     assert_ne!(code, 0);
     assert!(err.contains("redis://HOST:PORT"), "{err}");
 }
+
+fn gateway_with_buffer(redis: &Redis, buffer: u32) -> TestServer {
+    let mut config = Config::ephemeral();
+    config.buffer = buffer;
+    let engine = RedisEngine::connect(redis.addr(), "comet:", Limits::of(&config)).unwrap();
+    TestServer::start_with_engine(move |c| c.buffer = buffer, Box::new(engine))
+}
+
+#[test]
+fn what_was_published_while_a_gateways_pubsub_was_down_is_delivered_after_it_reconnects() {
+    let redis = Redis::start();
+    let (a, b) = (gateway(&redis), gateway(&redis));
+    let mut on_b = StreamClient::open(b.public, Transport::Stream, "channel=news", "");
+    assert_eq!(on_b.next_event().unwrap()["type"], "hello");
+    let one = a.publish_seq("news", "one");
+    assert_eq!(on_b.data(1)[0]["seq"].as_u64(), Some(one));
+    // Every pub/sub connection is cut; two messages go out while b's is down.
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    a.publish_seq("news", "two");
+    a.publish_seq("news", "three");
+    let got: Vec<(u64, String)> = on_b
+        .data(2)
+        .iter()
+        .map(|e| {
+            (
+                e["seq"].as_u64().unwrap(),
+                e["data"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got, [(one + 1, "two".into()), (one + 2, "three".into())]);
+}
+
+#[test]
+fn what_history_no_longer_holds_after_a_cut_is_told_as_lost() {
+    let redis = Redis::start();
+    let (a, b) = (
+        gateway_with_buffer(&redis, 1),
+        gateway_with_buffer(&redis, 1),
+    );
+    let mut on_b = StreamClient::open(b.public, Transport::Stream, "channel=news", "");
+    assert_eq!(on_b.next_event().unwrap()["type"], "hello");
+    let one = a.publish_seq("news", "one");
+    assert_eq!(on_b.data(1)[0]["seq"].as_u64(), Some(one));
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    for m in ["two", "three", "four"] {
+        a.publish_seq("news", m);
+    }
+    let lost = on_b.next_non_noop().unwrap();
+    assert_eq!(lost["type"], "lost", "{lost}");
+    assert_eq!(
+        (lost["from"].as_u64(), lost["to"].as_u64()),
+        (Some(one + 1), Some(one + 2))
+    );
+    let four = on_b.data(1);
+    assert_eq!(
+        (four[0]["seq"].as_u64(), four[0]["data"].as_str()),
+        (Some(one + 3), Some("four"))
+    );
+}

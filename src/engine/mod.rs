@@ -55,6 +55,14 @@ pub enum EngineEvent {
         /// The message, encoded once.
         msg: Arc<Message>,
     },
+    /// The live stream of `channel` skipped what `notice` names (it was trimmed from
+    /// history, or the channel began a new life): every local subscriber past it is told.
+    Gap {
+        /// The channel's name.
+        channel: Arc<str>,
+        /// `lost` or `reset`.
+        notice: Notice,
+    },
     /// The answer to a call that said `Reply::Later(ticket)`.
     Answered {
         /// The call's ticket.
@@ -69,7 +77,7 @@ impl EngineEvent {
     pub fn into_message(self) -> Option<(Arc<str>, Arc<Message>)> {
         match self {
             EngineEvent::Message { channel, msg } => Some((channel, msg)),
-            EngineEvent::Answered { .. } => None,
+            EngineEvent::Answered { .. } | EngineEvent::Gap { .. } => None,
         }
     }
 }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use slab::Slab;
 
 use crate::clock::Now;
-use crate::engine::{Engine, Message, Read, Reply};
+use crate::engine::{Engine, Message, Notice, Read, Reply};
 use crate::handle::{GenSlab, Key};
 use crate::http::HttpError;
 use crate::server::Conn;
@@ -373,6 +373,45 @@ impl Hub {
             out.push(Delivery { conn, mode });
         }
         self.stats.delivered += out.len() as u64;
+    }
+
+    /// The live stream of `channel` skipped what `notice` names: moves the cursor of
+    /// every local subscriber it concerns past it and lists them in `out` (a syncing
+    /// membership finds the gap in its own merge).
+    pub fn gap<F: Followers + ?Sized>(
+        &mut self,
+        channel: &str,
+        notice: Notice,
+        followers: &mut F,
+        out: &mut Vec<Delivery>,
+    ) {
+        out.clear();
+        let Some(k) = self.find(channel) else {
+            return;
+        };
+        let Some(c) = self.channels.get(k) else {
+            return;
+        };
+        for (_, &conn) in c.subs.iter() {
+            if self.syncing.contains_key(&(conn, k)) {
+                continue;
+            }
+            let Some((f, mode)) = followers.follower_mut(conn) else {
+                continue;
+            };
+            let Some(sub) = f.subs.find_mut(k) else {
+                continue;
+            };
+            let moved = match notice {
+                Notice::Lost { to, .. } if sub.next <= to => Some(to + 1),
+                Notice::Reset { seq } if sub.next != seq => Some(seq),
+                _ => None,
+            };
+            if let Some(next) = moved {
+                sub.next = next;
+                out.push(Delivery { conn, mode });
+            }
+        }
     }
 
     /// Channel `name` was deleted: its record goes (sessions holding it learn it at their

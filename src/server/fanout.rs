@@ -7,7 +7,7 @@ use super::conn::{Conn, Phase};
 use super::Server;
 use std::sync::Arc;
 
-use crate::engine::{EngineEvent, Message};
+use crate::engine::{EngineEvent, Message, Notice};
 use crate::handle::{GenSlab, Key};
 use crate::hub::{Follower, Followers, Hub, Mode};
 
@@ -57,10 +57,40 @@ impl Server {
         for e in events.drain(..) {
             match e {
                 EngineEvent::Message { channel, msg } => self.deliver(&channel, &msg),
+                EngineEvent::Gap { channel, notice } => self.deliver_gap(&channel, notice),
                 EngineEvent::Answered { ticket, answer } => self.engine_answered(ticket, answer),
             }
         }
         self.engine_events = events;
+    }
+
+    /// A gap in a channel's live stream: every subscriber it concerns is told (`lost` or
+    /// `reset`), a parked poll answered with it.
+    fn deliver_gap(&mut self, channel: &str, notice: Notice) {
+        let mut out = std::mem::take(&mut self.deliveries);
+        self.hub.gap(channel, notice, &mut self.conns, &mut out);
+        let json = notice.event(channel);
+        for d in &out {
+            match d.mode {
+                Mode::Poll => self.answer_poll(d.conn, std::slice::from_ref(&json), false),
+                Mode::Stream => {
+                    let Some(conn) = self.conns.get_mut(d.conn) else {
+                        continue;
+                    };
+                    let Phase::Streaming(st) = &mut conn.phase else {
+                        continue;
+                    };
+                    let frame = st
+                        .out
+                        .event(&json, &self.hub.cursor(st.follower.subs.as_slice()));
+                    st.last_write_ms = self.now.ms;
+                    conn.queue(frame);
+                    self.flush(d.conn);
+                }
+            }
+        }
+        out.clear();
+        self.deliveries = out;
     }
 
     /// One message to every local subscriber of its channel: streams are sent it, parked

@@ -38,6 +38,9 @@ struct Pending {
     failed: bool,
 }
 
+/// The ticket of the engine's own repair reads (callers' tickets start at 1).
+const REPAIR: Ticket = Ticket(0);
+
 /// Reconnect backoff: first wait, and the most it grows to.
 const BACKOFF_MIN_MS: u64 = 100;
 const BACKOFF_MAX_MS: u64 = 5_000;
@@ -69,6 +72,11 @@ pub struct RedisEngine {
     /// between the history read and the subscription can be missed).
     unsent_reads: Vec<(Ticket, Arc<str>, Option<u64>)>,
     read_sha: String,
+    /// Per watched channel: the seq its next live message should have.
+    expect: HashMap<Arc<str>, u64>,
+    /// Channels whose live stream skipped seqs (or whose connection was lost): a repair
+    /// read is in flight, and live messages are held until it returns.
+    repairing: HashMap<Arc<str>, Vec<Arc<Message>>>,
     calls: HashMap<u64, Pending>,
     /// Live pub/sub channel → channel name, for the watched channels.
     watched: HashMap<Bytes, Arc<str>>,
@@ -102,6 +110,8 @@ impl RedisEngine {
             read_tags: HashMap::new(),
             unsent_reads: Vec::new(),
             read_sha,
+            expect: HashMap::new(),
+            repairing: HashMap::new(),
             addr,
             db,
             registry: None,
@@ -186,6 +196,14 @@ impl RedisEngine {
         self.sub = sub;
         self.down = None;
         self.reconnects += 1;
+        // What was published while the connection was down is read back from history.
+        let behind: Vec<(Arc<str>, u64)> =
+            self.expect.iter().map(|(n, &e)| (n.clone(), e)).collect();
+        for (name, from) in behind {
+            if !self.repairing.contains_key(&name) {
+                self.repair(name, from, Vec::new());
+            }
+        }
         log::info!("redis at {} reconnected", self.addr);
     }
 
@@ -199,6 +217,13 @@ impl RedisEngine {
         for (tag, reply) in out {
             if let Some((ticket, name, cursor)) = self.read_tags.remove(&tag) {
                 let read = reply.ok().and_then(|r| self.resolve(&name, cursor, r));
+                if ticket == REPAIR {
+                    self.repaired(&name, cursor.unwrap_or(0), read);
+                    continue;
+                }
+                if let Some(r) = &read {
+                    self.expect.entry(name.clone()).or_insert(r.head);
+                }
                 self.events.push(EngineEvent::Answered {
                     ticket,
                     answer: Answer::Read(read),
@@ -387,11 +412,81 @@ impl RedisEngine {
                 continue;
             };
             let msg = Arc::new(Message::new(seq, now_ms, event::data(name, seq, text)));
+            let name = name.clone();
+            self.live(name, msg);
+        }
+    }
+
+    /// One live message, in order: a duplicate is dropped, a gap before it starts a
+    /// repair read (the message is held until it returns).
+    fn live(&mut self, name: Arc<str>, msg: Arc<Message>) {
+        if let Some(held) = self.repairing.get_mut(&name) {
+            held.push(msg);
+            return;
+        }
+        match self.expect.get(&name).copied() {
+            Some(e) if msg.seq < e => {}
+            Some(e) if msg.seq > e => self.repair(name, e, vec![msg]),
+            _ => {
+                self.expect.insert(name.clone(), msg.seq + 1);
+                self.events
+                    .push(EngineEvent::Message { channel: name, msg });
+            }
+        }
+    }
+
+    /// Reads channel `name` from `from` on, holding its live messages meanwhile.
+    fn repair(&mut self, name: Arc<str>, from: u64, held: Vec<Arc<Message>>) {
+        log::debug!("channel {name}: live stream skipped to seq {from}; reading its history");
+        self.repairing.insert(name.clone(), held);
+        self.unsent_reads.push((REPAIR, name, Some(from)));
+        self.send_reads();
+    }
+
+    /// A repair read returned: what was missed (or `lost`/`reset` for what is gone),
+    /// then the held live messages, each seq once.
+    fn repaired(&mut self, name: &Arc<str>, from: u64, read: Option<Read>) {
+        let held = self.repairing.remove(name).unwrap_or_default();
+        let mut next = from;
+        if let Some(read) = read {
+            if let Some(notice) = read.start.notice {
+                self.events.push(EngineEvent::Gap {
+                    channel: name.clone(),
+                    notice,
+                });
+            }
+            next = read.start.seq;
+            for msg in read.messages {
+                next = msg.seq + 1;
+                self.events.push(EngineEvent::Message {
+                    channel: name.clone(),
+                    msg,
+                });
+            }
+            next = next.max(read.head);
+        }
+        let mut held = held;
+        held.sort_by_key(|m| m.seq);
+        for msg in held {
+            if msg.seq < next {
+                continue;
+            }
+            if msg.seq > next {
+                self.events.push(EngineEvent::Gap {
+                    channel: name.clone(),
+                    notice: Notice::Lost {
+                        from: next,
+                        to: msg.seq - 1,
+                    },
+                });
+            }
+            next = msg.seq + 1;
             self.events.push(EngineEvent::Message {
                 channel: name.clone(),
                 msg,
             });
         }
+        self.expect.insert(name.clone(), next);
     }
 }
 
@@ -407,6 +502,8 @@ impl Engine for RedisEngine {
         let live = Bytes::from(self.key(name, "l"));
         let _ = self.sub.unsubscribe(&live);
         self.watched.remove(&live);
+        self.expect.remove(name);
+        self.repairing.remove(name);
     }
 
     fn publish(
