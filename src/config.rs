@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use clap::Parser;
 
+mod engine_url;
+use engine_url::engine_url;
+pub use engine_url::EngineUrl;
+
 /// Parses a duration: a number with an optional unit `ms`, `s`, `m` or `h`; a bare number
 /// is seconds (`30`, `250ms`, `10m`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -76,47 +80,6 @@ fn channel_ttl(text: &str) -> Result<Duration, String> {
 /// The shutdown grace period: 0 (exit at once) to 1 hour.
 fn grace(text: &str) -> Result<Duration, String> {
     duration_in(text, Duration::ZERO, DAY / 24)
-}
-
-/// `--engine`: the embedded memory engine, or a Redis server.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EngineUrl {
-    /// In this process.
-    Memory,
-    /// `redis://HOST:PORT[/DB]`.
-    Redis {
-        /// `HOST:PORT`.
-        addr: String,
-        /// The database (`SELECT`).
-        db: u32,
-    },
-}
-
-fn engine_url(text: &str) -> Result<EngineUrl, String> {
-    if text == "memory" {
-        return Ok(EngineUrl::Memory);
-    }
-    let rest = text
-        .strip_prefix("redis://")
-        .ok_or("expected `memory` or redis://HOST:PORT[/DB]")?;
-    let (addr, db) = match rest.split_once('/') {
-        Some((a, d)) => (
-            a,
-            d.parse()
-                .map_err(|_| format!("bad database number in {text}"))?,
-        ),
-        None => (rest, 0),
-    };
-    if addr
-        .rsplit_once(':')
-        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-    {
-        return Err(format!("expected redis://HOST:PORT[/DB], got {text}"));
-    }
-    Ok(EngineUrl::Redis {
-        addr: addr.to_string(),
-        db,
-    })
 }
 
 fn parse_size(text: &str) -> Result<usize, String> {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use slab::Slab;
 
 use crate::clock::Now;
-use crate::engine::{Engine, Message, Notice, Read, Reply};
+use crate::engine::{Engine, Message, Read, Reply};
 use crate::handle::{GenSlab, Key};
 use crate::http::HttpError;
 use crate::server::Conn;
@@ -261,23 +261,6 @@ impl Hub {
         }
     }
 
-    /// Counts messages handed to subscribers outside `read` and `fan_out` (a merged
-    /// catch-up).
-    pub fn count_delivered(&mut self, n: usize) {
-        self.stats.delivered += n as u64;
-    }
-
-    /// From now on, live messages of channel `ch` for connection `conn` are kept instead
-    /// of delivered, until `end_sync` (its history read is in flight).
-    pub fn begin_sync(&mut self, conn: Key<Conn>, ch: Key<Channel>) {
-        self.syncing.insert((conn, ch), Vec::new());
-    }
-
-    /// The live messages kept for `conn` on `ch`; delivery goes on as usual.
-    pub fn end_sync(&mut self, conn: Key<Conn>, ch: Key<Channel>) -> Vec<Arc<Message>> {
-        self.syncing.remove(&(conn, ch)).unwrap_or_default()
-    }
-
     /// Puts connection `conn` in the subscriber lists of its memberships.
     pub fn attach(&mut self, conn: Key<Conn>, subs: &mut [Sub]) {
         for sub in subs {
@@ -375,45 +358,6 @@ impl Hub {
         self.stats.delivered += out.len() as u64;
     }
 
-    /// The live stream of `channel` skipped what `notice` names: moves the cursor of
-    /// every local subscriber it concerns past it and lists them in `out` (a syncing
-    /// membership finds the gap in its own merge).
-    pub fn gap<F: Followers + ?Sized>(
-        &mut self,
-        channel: &str,
-        notice: Notice,
-        followers: &mut F,
-        out: &mut Vec<Delivery>,
-    ) {
-        out.clear();
-        let Some(k) = self.find(channel) else {
-            return;
-        };
-        let Some(c) = self.channels.get(k) else {
-            return;
-        };
-        for (_, &conn) in c.subs.iter() {
-            if self.syncing.contains_key(&(conn, k)) {
-                continue;
-            }
-            let Some((f, mode)) = followers.follower_mut(conn) else {
-                continue;
-            };
-            let Some(sub) = f.subs.find_mut(k) else {
-                continue;
-            };
-            let moved = match notice {
-                Notice::Lost { to, .. } if sub.next <= to => Some(to + 1),
-                Notice::Reset { seq } if sub.next != seq => Some(seq),
-                _ => None,
-            };
-            if let Some(next) = moved {
-                sub.next = next;
-                out.push(Delivery { conn, mode });
-            }
-        }
-    }
-
     /// Channel `name` was deleted: its record goes (sessions holding it learn it at their
     /// next poll), and its connections are returned, to be told `close`.
     pub fn delete(&mut self, name: &str) -> Option<(Key<Channel>, Vec<Key<Conn>>)> {
@@ -439,25 +383,6 @@ impl Hub {
                 log::debug!("session {} expired", s.id);
             }
             self.forget_session(engine, key, now);
-        }
-    }
-
-    fn hold(&mut self, k: Key<Channel>) {
-        if let Some(c) = self.channels.get_mut(k) {
-            c.holders += 1;
-            if c.holders == 1 && !c.published {
-                self.held_unpublished += 1;
-            }
-        }
-    }
-
-    fn unhold(&mut self, k: Key<Channel>) {
-        if let Some(c) = self.channels.get_mut(k) {
-            debug_assert!(c.holders > 0, "unhold of {} with no holder", c.name);
-            c.holders = c.holders.saturating_sub(1);
-            if c.holders == 0 && !c.published {
-                self.held_unpublished -= 1;
-            }
         }
     }
 }

@@ -189,4 +189,23 @@ impl Hub {
     pub(super) fn session_mut(&mut self, k: Key<Session>) -> Option<&mut Session> {
         self.sessions.slab.get_mut(k)
     }
+
+    pub(super) fn hold(&mut self, k: Key<Channel>) {
+        if let Some(c) = self.channels.get_mut(k) {
+            c.holders += 1;
+            if c.holders == 1 && !c.published {
+                self.held_unpublished += 1;
+            }
+        }
+    }
+
+    pub(super) fn unhold(&mut self, k: Key<Channel>) {
+        if let Some(c) = self.channels.get_mut(k) {
+            debug_assert!(c.holders > 0, "unhold of {} with no holder", c.name);
+            c.holders = c.holders.saturating_sub(1);
+            if c.holders == 0 && !c.published {
+                self.held_unpublished -= 1;
+            }
+        }
+    }
 }

@@ -11,8 +11,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::engine::{Message, Read};
+use super::{Channel, Delivery, Followers, Hub};
+use crate::engine::{Message, Notice, Read};
 use crate::event;
+use crate::handle::Key;
+use crate::server::Conn;
 
 /// One thing a syncing subscriber is sent, in order.
 #[derive(Debug, Clone)]
@@ -58,6 +61,64 @@ pub fn merge(channel: &str, read: &Read, kept: &[Arc<Message>]) -> (Vec<Item>, u
         next = m.seq + 1;
     }
     (out, next)
+}
+
+impl Hub {
+    /// Counts messages handed to subscribers outside `read` and `fan_out` (a merged
+    /// catch-up).
+    pub fn count_delivered(&mut self, n: usize) {
+        self.stats.delivered += n as u64;
+    }
+
+    /// From now on, live messages of channel `ch` for connection `conn` are kept instead
+    /// of delivered, until `end_sync` (its history read is in flight).
+    pub fn begin_sync(&mut self, conn: Key<Conn>, ch: Key<Channel>) {
+        self.syncing.insert((conn, ch), Vec::new());
+    }
+
+    /// The live messages kept for `conn` on `ch`; delivery goes on as usual.
+    pub fn end_sync(&mut self, conn: Key<Conn>, ch: Key<Channel>) -> Vec<Arc<Message>> {
+        self.syncing.remove(&(conn, ch)).unwrap_or_default()
+    }
+
+    /// The live stream of `channel` skipped what `notice` names: moves the cursor of
+    /// every local subscriber it concerns past it and lists them in `out` (a syncing
+    /// membership finds the gap in its own merge).
+    pub fn gap<F: Followers + ?Sized>(
+        &mut self,
+        channel: &str,
+        notice: Notice,
+        followers: &mut F,
+        out: &mut Vec<Delivery>,
+    ) {
+        out.clear();
+        let Some(k) = self.find(channel) else {
+            return;
+        };
+        let Some(c) = self.channels.get(k) else {
+            return;
+        };
+        for (_, &conn) in c.subs.iter() {
+            if self.syncing.contains_key(&(conn, k)) {
+                continue;
+            }
+            let Some((f, mode)) = followers.follower_mut(conn) else {
+                continue;
+            };
+            let Some(sub) = f.subs.find_mut(k) else {
+                continue;
+            };
+            let moved = match notice {
+                Notice::Lost { to, .. } if sub.next <= to => Some(to + 1),
+                Notice::Reset { seq } if sub.next != seq => Some(seq),
+                _ => None,
+            };
+            if let Some(next) = moved {
+                sub.next = next;
+                out.push(Delivery { conn, mode });
+            }
+        }
+    }
 }
 
 #[cfg(test)]

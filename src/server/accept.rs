@@ -19,7 +19,8 @@ use std::net::SocketAddr;
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Token};
 
-use super::conn::{Call, Conn, Phase};
+use super::conn::{Conn, Phase};
+use super::waiting::Call;
 use super::{Server, TimerKind};
 use crate::config::Config;
 use crate::handle::Key;

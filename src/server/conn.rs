@@ -15,7 +15,6 @@ use std::io::{self, IoSlice, Read, Write};
 use bytes::{Buf, Bytes};
 use mio::net::TcpStream;
 
-use crate::engine::{Read as EngineRead, Ticket};
 use crate::http::response::Cors;
 use crate::hub::Follower;
 use crate::timer::TimerKey;
@@ -56,78 +55,6 @@ pub struct Parked {
     pub keep_alive: bool,
 }
 
-/// An admin request waiting for an engine's answer: what to do with it when it comes.
-#[derive(Debug)]
-pub struct Waiting {
-    /// The engine call's ticket.
-    pub ticket: Ticket,
-    /// When it is answered 503 `engine unavailable` (reactor ms), `--engine-timeout`
-    /// after it was asked.
-    pub deadline: u64,
-    /// The request's keep-alive and CORS answer.
-    pub keep_alive: bool,
-    /// CORS answer decided when the request arrived.
-    pub cors: Cors,
-    /// What was asked.
-    pub call: Call,
-}
-
-/// An admin call to the engine, remembered until its answer comes.
-#[derive(Debug)]
-pub enum Call {
-    /// `POST /pub` to these channels.
-    Publish(Box<[Box<str>]>),
-    /// `GET /channels/NAME`.
-    Info(Box<str>),
-    /// `GET /channels`.
-    List,
-    /// `DELETE /channels/NAME`.
-    Delete(Box<str>),
-    /// A stream whose channels' history reads are in flight: it opens (head, `hello`,
-    /// catch-up merged with the live messages kept meanwhile) once all are answered.
-    Stream(Box<StreamSetup>),
-    /// A poll whose channels' history reads are in flight: answered or parked once all
-    /// are answered.
-    Poll(Box<PollSetup>),
-}
-
-/// A poll waiting for its history reads; what `try_poll` would answer or park.
-#[derive(Debug)]
-pub struct PollSetup {
-    /// Its client id.
-    pub client: crate::subscription::ClientId,
-    /// Its memberships (attached, syncing); a read answered now has its cursor set.
-    pub subs: Vec<crate::hub::Sub>,
-    /// The events due so far (`close` for deleted channels, reads answered now).
-    pub events: Vec<bytes::Bytes>,
-    /// JSONP callback.
-    pub cb: Option<Box<str>>,
-    /// When its tokens expire (Unix seconds).
-    pub auth_expires: u64,
-    /// Per membership: the answered read of those answered later.
-    pub reads: Vec<Option<EngineRead>>,
-    /// The reads still in flight: ticket and membership index.
-    pub tickets: Vec<(Ticket, usize)>,
-    /// Memberships whose read is answered later (the others' are in `events`).
-    pub later: Vec<bool>,
-}
-
-/// A stream waiting for its history reads.
-#[derive(Debug)]
-pub struct StreamSetup {
-    /// Its client id and memberships (attached, syncing).
-    pub follower: Follower,
-    /// Its transport.
-    pub out: StreamOut,
-    /// When it will end (reactor ms).
-    pub end_ms: u64,
-    /// Per membership, in order: the read once answered (and whether `Hub::read`
-    /// counted its messages as delivered already).
-    pub reads: Vec<(Option<EngineRead>, bool)>,
-    /// The reads still in flight: ticket and membership index.
-    pub tickets: Vec<(Ticket, usize)>,
-}
-
 /// Where a connection is in its life. Every phase has a deadline (or, for `Ready` and
 /// `Closing`, only the unsent-output one), so every connection always has a timer.
 #[derive(Debug)]
@@ -153,7 +80,7 @@ pub enum Phase {
     Streaming(Stream),
     /// An admin request waits for the engine's answer (requests pipelined behind it
     /// wait too); the timer is `--engine-timeout`.
-    Waiting(Box<Waiting>),
+    Waiting(Box<super::waiting::Waiting>),
     /// The last response is queued; close once it is written (then linger, with
     /// `linger`, for a client that may still be sending).
     Closing {

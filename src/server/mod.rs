@@ -31,6 +31,7 @@ mod routes;
 mod shutdown;
 mod stats;
 mod timers;
+mod waiting;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;

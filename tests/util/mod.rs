@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 mod http;
+mod later;
 mod process;
 mod redis;
 mod server;
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 // Each test crate uses only some of these.
 #[allow(unused_imports)]
 pub use http::{get, request, send_poll, stats, tiny_reader, write_what_fits, Conn, Response};
+#[allow(unused_imports)]
+pub use later::{Delay, Later};
 #[allow(unused_imports)]
 pub use process::{refused_to_start, ChildGateway};
 #[allow(unused_imports)]

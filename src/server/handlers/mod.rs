@@ -9,6 +9,7 @@ mod manage;
 mod poll;
 mod publish;
 mod stream;
+mod stream_sync;
 
 pub(super) use control::Action;
 

@@ -16,7 +16,8 @@ use crate::http::request::Head;
 use crate::http::response::{self, ctype, Cors};
 use crate::http::HttpError;
 use crate::json;
-use crate::server::conn::{Call, Conn, Phase, Waiting};
+use crate::server::conn::{Conn, Phase};
+use crate::server::waiting::{Call, Waiting};
 use crate::server::{after, Server};
 use crate::subscription;
 

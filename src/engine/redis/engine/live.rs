@@ -1,0 +1,242 @@
+//! The Redis engine's reads and live stream: history reads through `read.lua` (sent
+//! once the channel's SUBSCRIBE took effect, resolved with the cursor rule of
+//! `Log::start`), live messages kept in seq order per channel, and the repair read that
+//! fills a gap (after a reconnect, or a skipped seq) or names what is gone.
+
+use std::sync::Arc;
+
+use super::{RedisEngine, REPAIR};
+use crate::engine::redis::resp::Reply;
+use crate::engine::{Answer, EngineEvent, Message, Notice, Read, Start};
+use crate::event;
+
+impl RedisEngine {
+    /// Sends the reads whose channel's subscription has taken effect.
+    pub(super) fn send_reads(&mut self) {
+        let ttl = (self.limits.channel_ttl_ms / 1000).to_string();
+        let floor = format!("{}floor", self.prefix);
+        let reads = std::mem::take(&mut self.unsent_reads);
+        for (ticket, name, cursor) in reads {
+            let live = self.key(&name, "l");
+            if !self.sub.subscribed(live.as_bytes()) {
+                self.unsent_reads.push((ticket, name, cursor));
+                continue;
+            }
+            let (m, h) = (self.key(&name, "m"), self.key(&name, "h"));
+            // From now on: only the meta is needed, so read from a seq past any entry.
+            let from = cursor.unwrap_or(u64::MAX / 2).to_string();
+            let tag = self.next_tag;
+            self.next_tag += 1;
+            let args: [&[u8]; 9] = [
+                b"EVALSHA",
+                self.read_sha.as_bytes(),
+                b"3",
+                m.as_bytes(),
+                h.as_bytes(),
+                floor.as_bytes(),
+                from.as_bytes(),
+                b"1",
+                ttl.as_bytes(),
+            ];
+            if self.cmd.send(tag, &args).is_err() {
+                self.events.push(EngineEvent::Answered {
+                    ticket,
+                    answer: Answer::Read(None),
+                });
+                continue;
+            }
+            self.read_tags.insert(tag, (ticket, name, cursor));
+        }
+    }
+
+    /// Turns `read.lua`'s answer into what the cursor has due (the rule of `Log::start`).
+    pub(super) fn resolve(&self, name: &str, cursor: Option<u64>, reply: Reply) -> Option<Read> {
+        let Reply::Array(Some(parts)) = reply else {
+            return None;
+        };
+        let num = |r: &Reply| -> Option<u64> {
+            match r {
+                Reply::Bulk(Some(b)) => std::str::from_utf8(b).ok()?.parse().ok(),
+                Reply::Integer(i) => u64::try_from(*i).ok(),
+                _ => None,
+            }
+        };
+        let (first, next, now_ms) = (
+            num(parts.first()?)?,
+            num(parts.get(1)?)?,
+            num(parts.get(2)?)?,
+        );
+        let ttl = self.limits.message_ttl_ms;
+        let mut entries = Vec::new();
+        if let Some(Reply::Array(Some(list))) = parts.get(3) {
+            for e in list {
+                let Reply::Array(Some(e)) = e else { continue };
+                let (Some(Reply::Bulk(Some(id))), Some(Reply::Array(Some(fields)))) =
+                    (e.first(), e.get(1))
+                else {
+                    continue;
+                };
+                let Some(seq) = std::str::from_utf8(id)
+                    .ok()
+                    .and_then(|i| i.strip_suffix("-0"))
+                    .and_then(|i| i.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let (Some(Reply::Bulk(Some(d))), Some(t)) =
+                    (fields.get(1), fields.get(3).and_then(num))
+                else {
+                    continue;
+                };
+                if ttl != 0 && now_ms.saturating_sub(t) >= ttl {
+                    continue;
+                }
+                let Ok(text) = std::str::from_utf8(d) else {
+                    continue;
+                };
+                entries.push(Arc::new(Message::new(
+                    seq,
+                    self.last_ms,
+                    event::data(name, seq, text),
+                )));
+            }
+        }
+        let oldest = entries.first().map_or(next, |m| m.seq);
+        let start = match cursor {
+            None => Start {
+                notice: None,
+                seq: next,
+            },
+            Some(0) => Start {
+                notice: None,
+                seq: oldest,
+            },
+            Some(s) if s < first || s > next => {
+                let seq = if s > next { next } else { oldest };
+                Start {
+                    notice: Some(Notice::Reset { seq }),
+                    seq,
+                }
+            }
+            Some(s) if s < oldest => Start {
+                notice: Some(Notice::Lost {
+                    from: s,
+                    to: oldest - 1,
+                }),
+                seq: oldest,
+            },
+            Some(s) => Start {
+                notice: None,
+                seq: s,
+            },
+        };
+        let messages: Vec<Arc<Message>> =
+            entries.into_iter().filter(|m| m.seq >= start.seq).collect();
+        Some(Read {
+            start,
+            notice: start.notice.map(|n| n.event(name)),
+            messages,
+            head: next,
+        })
+    }
+
+    pub(super) fn messages(&mut self, now_ms: u64) {
+        let mut confirmed = Vec::new();
+        self.sub.take_confirmed(&mut confirmed);
+        if !confirmed.is_empty() && !self.unsent_reads.is_empty() {
+            self.send_reads();
+        }
+        let mut out = Vec::new();
+        self.sub.take_messages(&mut out);
+        for (live, payload) in out {
+            let Some(name) = self.watched.get(&live) else {
+                continue;
+            };
+            let Some(colon) = payload.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let seq = std::str::from_utf8(&payload[..colon])
+                .ok()
+                .and_then(|s| s.parse().ok());
+            let text = std::str::from_utf8(&payload[colon + 1..]).ok();
+            let (Some(seq), Some(text)) = (seq, text) else {
+                continue;
+            };
+            let msg = Arc::new(Message::new(seq, now_ms, event::data(name, seq, text)));
+            let name = name.clone();
+            self.live(name, msg);
+        }
+    }
+
+    /// One live message, in order: a duplicate is dropped, a gap before it starts a
+    /// repair read (the message is held until it returns).
+    pub(super) fn live(&mut self, name: Arc<str>, msg: Arc<Message>) {
+        if let Some(held) = self.repairing.get_mut(&name) {
+            held.push(msg);
+            return;
+        }
+        match self.expect.get(&name).copied() {
+            Some(e) if msg.seq < e => {}
+            Some(e) if msg.seq > e => self.repair(name, e, vec![msg]),
+            _ => {
+                self.expect.insert(name.clone(), msg.seq + 1);
+                self.events
+                    .push(EngineEvent::Message { channel: name, msg });
+            }
+        }
+    }
+
+    /// Reads channel `name` from `from` on, holding its live messages meanwhile.
+    pub(super) fn repair(&mut self, name: Arc<str>, from: u64, held: Vec<Arc<Message>>) {
+        log::debug!("channel {name}: live stream skipped to seq {from}; reading its history");
+        self.repairing.insert(name.clone(), held);
+        self.unsent_reads.push((REPAIR, name, Some(from)));
+        self.send_reads();
+    }
+
+    /// A repair read returned: what was missed (or `lost`/`reset` for what is gone),
+    /// then the held live messages, each seq once.
+    pub(super) fn repaired(&mut self, name: &Arc<str>, from: u64, read: Option<Read>) {
+        let held = self.repairing.remove(name).unwrap_or_default();
+        let mut next = from;
+        if let Some(read) = read {
+            if let Some(notice) = read.start.notice {
+                self.events.push(EngineEvent::Gap {
+                    channel: name.clone(),
+                    notice,
+                });
+            }
+            next = read.start.seq;
+            for msg in read.messages {
+                next = msg.seq + 1;
+                self.events.push(EngineEvent::Message {
+                    channel: name.clone(),
+                    msg,
+                });
+            }
+            next = next.max(read.head);
+        }
+        let mut held = held;
+        held.sort_by_key(|m| m.seq);
+        for msg in held {
+            if msg.seq < next {
+                continue;
+            }
+            if msg.seq > next {
+                self.events.push(EngineEvent::Gap {
+                    channel: name.clone(),
+                    notice: Notice::Lost {
+                        from: next,
+                        to: msg.seq - 1,
+                    },
+                });
+            }
+            next = msg.seq + 1;
+            self.events.push(EngineEvent::Message {
+                channel: name.clone(),
+                msg,
+            });
+        }
+        self.expect.insert(name.clone(), next);
+    }
+}
