@@ -15,8 +15,8 @@
 //! admin calls that need a round trip (`publish`, `info`, `list`, `delete`) may answer
 //! [`Reply::Later`] with a [`Ticket`]: the answer comes as [`EngineEvent::Answered`], and
 //! the connection that asked waits for it (or for `--engine-timeout`). Subscriber reads
-//! (`read`, `head`) are still answered at once; a networked engine adds the same for them
-//! (with the merge of a history read and the live messages that race it).
+//! (`read`) may be answered later too; the hub keeps the live messages that race such a
+//! read and merges them with it (`hub::sync`).
 
 mod log;
 mod memory;
@@ -63,6 +63,12 @@ pub enum EngineEvent {
         /// `lost` or `reset`.
         notice: Notice,
     },
+    /// Channel `channel` was deleted (through another process, with a shared engine):
+    /// its local subscribers are told `close`, as after a local `DELETE`.
+    Deleted {
+        /// The channel's name.
+        channel: Arc<str>,
+    },
     /// The answer to a call that said `Reply::Later(ticket)`.
     Answered {
         /// The call's ticket.
@@ -77,7 +83,9 @@ impl EngineEvent {
     pub fn into_message(self) -> Option<(Arc<str>, Arc<Message>)> {
         match self {
             EngineEvent::Message { channel, msg } => Some((channel, msg)),
-            EngineEvent::Answered { .. } | EngineEvent::Gap { .. } => None,
+            EngineEvent::Answered { .. }
+            | EngineEvent::Gap { .. }
+            | EngineEvent::Deleted { .. } => None,
         }
     }
 }

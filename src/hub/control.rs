@@ -17,8 +17,9 @@ use crate::subscription::Wanted;
 pub struct Joined {
     /// The channel.
     pub channel: Key<Channel>,
-    /// What is due on it.
-    pub read: Read,
+    /// What is due on it; or, from an engine that answers later, the ticket of the read
+    /// (the membership is attached and syncing: its live messages are kept until then).
+    pub read: Reply<Read>,
 }
 
 impl Hub {
@@ -43,11 +44,13 @@ impl Hub {
         self.check_cap(s.channels.len() + fresh)?;
         let names: Vec<&str> = wanted.iter().map(|w| w.channel.as_str()).collect();
         let keys = self.open(engine, &names, now);
-        let heads: Vec<(Key<Channel>, u64, Arc<str>)> = keys
+        // A channel the engine knows no head of yet (a shared engine that has not read
+        // it) is followed from the session's next poll.
+        let heads: Vec<(Key<Channel>, Option<u64>, Arc<str>)> = keys
             .iter()
             .filter_map(|&k| {
                 let name = self.name(k)?.clone();
-                Some((k, engine.head(&name)?, name))
+                Some((k, engine.head(&name), name))
             })
             .collect();
         let mut added = Vec::new();
@@ -57,7 +60,7 @@ impl Hub {
                 let fresh = SessionSub {
                     channel: k,
                     name,
-                    next: Some(w.seq.unwrap_or(head)),
+                    next: w.seq.or(head),
                 };
                 match s.channels.iter_mut().find(|c| *c.name == *w.channel) {
                     // Held and alive: a new cursor, if given.
@@ -137,10 +140,21 @@ impl Hub {
             let read = match self.read(engine, k, w.seq, now) {
                 None => continue,
                 Some(Reply::Now(read)) => read,
-                // Not yet: a subscribe to a connection waits for nothing (issue 11).
-                Some(Reply::Later(_)) => {
-                    self.release_unused(engine, keys, now);
-                    return Err(HttpError::new(503, "engine unavailable"));
+                Some(Reply::Later(ticket)) => {
+                    // Attached now, so no live message is missed; kept until the read
+                    // returns and `sync::merge` orders them after the history.
+                    let head = self.name(k).and_then(|n| engine.head(n));
+                    let mut sub = [Sub::detached(k, w.seq.or(head).unwrap_or(0))];
+                    self.attach(conn, &mut sub);
+                    self.begin_sync(conn, k);
+                    if let Some((f, _)) = followers.follower_mut(conn) {
+                        f.subs.push(sub[0]);
+                    }
+                    joined.push(Joined {
+                        channel: k,
+                        read: Reply::Later(ticket),
+                    });
+                    continue;
                 }
             };
             // A parked poll is answered with everything due, a stream sent it one message
@@ -154,7 +168,10 @@ impl Hub {
             if let Some((f, _)) = followers.follower_mut(conn) {
                 f.subs.push(sub[0]);
             }
-            joined.push(Joined { channel: k, read });
+            joined.push(Joined {
+                channel: k,
+                read: Reply::Now(read),
+            });
         }
         self.release_unused(engine, keys, now);
         Ok(joined)

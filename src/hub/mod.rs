@@ -286,6 +286,9 @@ impl Hub {
                 if owned {
                     c.subs.remove(sub.slot as usize);
                 }
+                if !self.syncing.is_empty() {
+                    self.syncing.remove(&(conn, sub.channel));
+                }
             }
         }
         self.release_unused(engine, subs.iter().map(|s| s.channel), now);

@@ -336,6 +336,7 @@ impl Server {
                 match &w.call {
                     Call::Stream(setup) => self.abandon_stream(key, setup),
                     Call::Poll(p) => self.abandon_poll(key, p),
+                    Call::Control(c) => self.abandon_control(key, c),
                     _ => {}
                 }
             }

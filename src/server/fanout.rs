@@ -59,6 +59,7 @@ impl Server {
                 EngineEvent::Message { channel, msg } => self.deliver(&channel, &msg),
                 EngineEvent::Gap { channel, notice } => self.deliver_gap(&channel, notice),
                 EngineEvent::Answered { ticket, answer } => self.engine_answered(ticket, answer),
+                EngineEvent::Deleted { channel } => self.close_deleted(&channel),
             }
         }
         self.engine_events = events;

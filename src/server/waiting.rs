@@ -40,6 +40,20 @@ pub enum Call {
     /// A poll whose channels' history reads are in flight: answered or parked once all
     /// are answered.
     Poll(Box<PollSetup>),
+    /// `POST /clients/ID/subscribe` to a stream or parked poll whose new channels'
+    /// history reads are in flight: answered 204 once all are in (503 if one failed).
+    Control(Box<ControlSetup>),
+}
+
+/// A control subscribe waiting for the history reads of the channels it added.
+#[derive(Debug)]
+pub struct ControlSetup {
+    /// The subscriber connection the channels were added to (attached, syncing).
+    pub target: crate::handle::Key<crate::server::Conn>,
+    /// The reads still in flight, with their channel.
+    pub tickets: Vec<(Ticket, crate::handle::Key<crate::hub::Channel>)>,
+    /// A read failed (the engine became unreachable): the answer is 503.
+    pub failed: bool,
 }
 
 /// A poll waiting for its history reads; what `try_poll` would answer or park.

@@ -1,6 +1,9 @@
 -- Deletes a channel; its next life starts past its seqs.
 --
--- KEYS[1]  the channel's meta hash, KEYS[2] its history, KEYS[3] the prefix's floor.
+-- KEYS[1]  the channel's meta hash, KEYS[2] its history, KEYS[3] the prefix's floor,
+-- KEYS[4]  the prefix's channel index; ARGV[1] the channel's name, ARGV[2] its live
+--          pub/sub channel, told "-deleted" so every gateway process closes its
+--          subscribers of the channel.
 -- Returns 1 if the channel existed, 0 otherwise.
 local nxt = redis.call('HGET', KEYS[1], 'n')
 if not nxt then
@@ -12,4 +15,8 @@ if mine > floor then
   redis.call('SET', KEYS[3], string.format('%.0f', mine))
 end
 redis.call('DEL', KEYS[1], KEYS[2])
+if KEYS[4] then
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('PUBLISH', ARGV[2], '-deleted')
+end
 return 1

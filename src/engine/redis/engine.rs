@@ -1,4 +1,4 @@
-//! `RedisEngine` (in progress): the channel log in a Redis shared by many gateway
+//! `RedisEngine`: the channel log in a Redis shared by many gateway
 //! processes. What works: `publish` (one `EVALSHA publish.lua` per channel, answered
 //! later with the seqs Redis assigned, so every process shares one seq space per
 //! channel); live messages (`watch` subscribes to the channel's pub/sub channel; each
@@ -8,10 +8,9 @@
 //! stream and poll handlers merge with the live messages that raced it; reconnects
 //! with backoff.
 //!
-//! Not yet (see docs/redis-engine.md): control subscribes on this engine (503), catching watched channels up after a reconnect, info/list/delete (503),
-//! holding a publish's answer until its live message arrived, `NOSCRIPT` reload,
-//! `head` (a session's "from now on" pin). This file is over 400 lines: split it
-//! (connections/reconnect, publish, read) before it lands.
+//! Admin calls (`info.lua`, `list.lua`, `delete.lua`) are in `admin.rs`; a publish's
+//! answer is held until its local live message came out (`hold.rs`); `NOSCRIPT` loads
+//! the scripts again.
 
 use std::collections::HashMap;
 use std::io;
@@ -29,12 +28,27 @@ use crate::engine::{
     Reply as EngineReply, Ticket,
 };
 
+mod admin;
 mod conns;
+mod hold;
 mod live;
+
+use admin::AdminCall;
+
+/// Indexes of the scripts' SHA1s in `RedisEngine::shas` (the order of `scripts::ALL`).
+#[allow(non_snake_case)]
+mod SHAS {
+    pub const PUBLISH: usize = 0;
+    pub const READ: usize = 1;
+    pub const DELETE: usize = 2;
+    pub const INFO: usize = 3;
+    pub const LIST: usize = 4;
+}
 
 /// A publish waiting for its channels' seqs.
 struct Pending {
     ticket: Ticket,
+    names: Vec<Arc<str>>,
     seqs: Vec<Option<u64>>,
     left: usize,
     failed: bool,
@@ -63,7 +77,12 @@ pub struct RedisEngine {
     limits: Limits,
     cmd: CommandConn,
     sub: PubSubConn,
-    publish_sha: String,
+    /// SHA1 of each script (`scripts::ALL`), for `EVALSHA`.
+    shas: [String; 5],
+    /// Publish answers held until this process has seen their live messages.
+    held: Vec<hold::Held>,
+    /// Command tag → the admin call it answers.
+    admin_tags: HashMap<u64, (Ticket, AdminCall)>,
     next_tag: u64,
     next_ticket: u64,
     /// Command tag → (publish call, index of its channel).
@@ -73,7 +92,6 @@ pub struct RedisEngine {
     /// Reads waiting for their channel's SUBSCRIBE to take effect (so nothing published
     /// between the history read and the subscription can be missed).
     unsent_reads: Vec<(Ticket, Arc<str>, Option<u64>)>,
-    read_sha: String,
     /// Per watched channel: the seq its next live message should have.
     expect: HashMap<Arc<str>, u64>,
     /// Channels whose live stream skipped seqs (or whose connection was lost): a repair
@@ -106,12 +124,10 @@ impl RedisEngine {
         limits: Limits,
     ) -> io::Result<RedisEngine> {
         let (cmd, sub) = Self::open(addr, db)?;
-        let publish_sha = hex(&Sha1::digest(scripts::PUBLISH.as_bytes()));
-        let read_sha = hex(&Sha1::digest(scripts::READ.as_bytes()));
+        let shas = scripts::ALL.map(|s| hex(&Sha1::digest(s.as_bytes())));
         Ok(RedisEngine {
             read_tags: HashMap::new(),
             unsent_reads: Vec::new(),
-            read_sha,
             expect: HashMap::new(),
             repairing: HashMap::new(),
             addr,
@@ -124,7 +140,9 @@ impl RedisEngine {
             limits,
             cmd,
             sub,
-            publish_sha,
+            shas,
+            admin_tags: HashMap::new(),
+            held: Vec::new(),
             next_tag: 1,
             next_ticket: 1,
             tags: HashMap::new(),
@@ -144,6 +162,23 @@ impl RedisEngine {
         let mut out = Vec::new();
         self.cmd.take_replies(&mut out);
         for (tag, reply) in out {
+            if let Ok(Reply::Error(e)) = &reply {
+                if e.starts_with(b"NOSCRIPT") {
+                    // The scripts were flushed (SCRIPT FLUSH, a failover): load them
+                    // again; this call fails (503), the ones after it work.
+                    log::warn!("redis lost the gateway's scripts; loading them again");
+                    self.load_scripts();
+                }
+            }
+            if let Some((ticket, call)) = self.admin_tags.remove(&tag) {
+                let reply = match reply {
+                    Ok(Reply::Error(_)) | Err(_) => Err(()),
+                    Ok(r) => Ok(r),
+                };
+                let answer = Self::admin_answer(call, reply);
+                self.events.push(EngineEvent::Answered { ticket, answer });
+                continue;
+            }
             if let Some((ticket, name, cursor)) = self.read_tags.remove(&tag) {
                 let read = reply.ok().and_then(|r| self.resolve(&name, cursor, r));
                 if ticket == REPAIR {
@@ -175,16 +210,16 @@ impl RedisEngine {
             p.left -= 1;
             if p.left == 0 {
                 let p = self.calls.remove(&call).expect("just seen");
-                let answer = if p.failed {
-                    Err(EngineError::Unavailable)
+                if p.failed {
+                    self.events.push(EngineEvent::Answered {
+                        ticket: p.ticket,
+                        answer: Answer::Published(Err(EngineError::Unavailable)),
+                    });
                 } else {
                     self.stats.published += p.seqs.len() as u64;
-                    Ok(p.seqs.into_iter().flatten().collect())
-                };
-                self.events.push(EngineEvent::Answered {
-                    ticket: p.ticket,
-                    answer: Answer::Published(answer),
-                });
+                    let seqs: Vec<u64> = p.seqs.into_iter().flatten().collect();
+                    self.answer_published(p.ticket, p.names, seqs);
+                }
             }
         }
     }
@@ -204,6 +239,7 @@ impl Engine for RedisEngine {
         self.watched.remove(&live);
         self.expect.remove(name);
         self.repairing.remove(name);
+        self.release_held();
     }
 
     fn publish(
@@ -222,6 +258,7 @@ impl Engine for RedisEngine {
         let buffer = self.limits.buffer.to_string();
         let ttl = (self.limits.channel_ttl_ms / 1000).to_string();
         let floor = format!("{}floor", self.prefix);
+        let index = self.index_key();
         for (i, name) in names.iter().enumerate() {
             let (m, h, l) = (
                 self.key(name, "m"),
@@ -230,17 +267,19 @@ impl Engine for RedisEngine {
             );
             let tag = self.next_tag;
             self.next_tag += 1;
-            let args: [&[u8]; 10] = [
+            let args: [&[u8]; 12] = [
                 b"EVALSHA",
-                self.publish_sha.as_bytes(),
-                b"3",
+                self.shas[SHAS::PUBLISH].as_bytes(),
+                b"4",
                 m.as_bytes(),
                 h.as_bytes(),
                 floor.as_bytes(),
+                index.as_bytes(),
                 payload.as_bytes(),
                 buffer.as_bytes(),
                 ttl.as_bytes(),
                 l.as_bytes(),
+                name.as_bytes(),
             ];
             if self.cmd.send(tag, &args).is_err() {
                 return EngineReply::Now(Err(EngineError::Unavailable));
@@ -252,6 +291,7 @@ impl Engine for RedisEngine {
             call,
             Pending {
                 ticket,
+                names: names.iter().map(|&n| n.into()).collect(),
                 seqs: vec![None; names.len()],
                 left: names.len(),
                 failed: false,
@@ -269,28 +309,30 @@ impl Engine for RedisEngine {
         EngineReply::Later(ticket)
     }
 
-    fn head(&self, _name: &str) -> Option<u64> {
-        None
+    /// The seq the channel's next live message should have, once this process has read
+    /// the channel (a watched channel in step with its live stream); `None` otherwise.
+    fn head(&self, name: &str) -> Option<u64> {
+        if self.repairing.contains_key(name) {
+            return None;
+        }
+        self.expect.get(name).copied()
     }
 
-    fn delete(&mut self, _name: &str) -> EngineReply<Result<bool, EngineError>> {
-        EngineReply::Now(Err(EngineError::Unavailable))
+    fn delete(&mut self, name: &str) -> EngineReply<Result<bool, EngineError>> {
+        self.send_delete(name)
     }
 
-    fn info(
-        &mut self,
-        _name: &str,
-        _now: Now,
-    ) -> EngineReply<Result<Option<LogInfo>, EngineError>> {
-        EngineReply::Now(Err(EngineError::Unavailable))
+    fn info(&mut self, name: &str, now: Now) -> EngineReply<Result<Option<LogInfo>, EngineError>> {
+        self.last_ms = now.ms;
+        self.send_info(name)
     }
 
     fn list(
         &mut self,
-        _prefix: &str,
-        _limit: usize,
+        prefix: &str,
+        limit: usize,
     ) -> EngineReply<Result<Vec<LogInfo>, EngineError>> {
-        EngineReply::Now(Err(EngineError::Unavailable))
+        self.send_list(prefix, limit)
     }
 
     fn stats(&self) -> EngineStats {
@@ -314,6 +356,7 @@ impl Engine for RedisEngine {
             }
         }
         self.reconnect(now.ms);
+        self.release_held();
     }
 
     fn drain_events(&mut self, out: &mut Vec<EngineEvent>) {
@@ -343,6 +386,7 @@ impl Engine for RedisEngine {
             _ => self.messages(now.ms),
         }
         self.check_down(now.ms);
+        self.release_held();
     }
 
     fn flush(&mut self) {

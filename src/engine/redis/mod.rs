@@ -2,9 +2,6 @@
 //! gateway processes. `publish.lua`, `read.lua` and `delete.lua` are the atomic steps
 //! (seq assignment + capped history + live publish in one script); the connections are
 //! non-blocking and driven by the reactor's `Poll`.
-//!
-//! Not wired into the flags yet: `--engine` still only knows `memory`; tests build a
-//! `RedisEngine` and hand it to `Server::with_engine`.
 
 mod engine;
 pub use engine::RedisEngine;
@@ -17,8 +14,14 @@ pub(crate) mod scripts {
     pub const PUBLISH: &str = include_str!("publish.lua");
     /// Catch-up read from a seq (optionally fixing the first seq of a new channel).
     pub const READ: &str = include_str!("read.lua");
-    /// Delete, raising the prefix's seq floor.
+    /// Delete, raising the prefix's seq floor and telling every process.
     pub const DELETE: &str = include_str!("delete.lua");
+    /// One channel's seqs and buffered count.
+    pub const INFO: &str = include_str!("info.lua");
+    /// Channels by name, from the prefix's index.
+    pub const LIST: &str = include_str!("list.lua");
+    /// Every script, in the order of `engine::SHAS`.
+    pub const ALL: [&str; 5] = [PUBLISH, READ, DELETE, INFO, LIST];
 }
 
 /// The non-blocking RESP2 connections (commands, pub/sub); unused until the engine lands.

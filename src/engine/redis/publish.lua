@@ -8,6 +8,8 @@
 -- ARGV[2]  --buffer (MAXLEN of the history)
 -- ARGV[3]  --channel-ttl in seconds (0: keys never expire)
 -- ARGV[4]  the pub/sub channel live messages go to
+-- KEYS[4]  the prefix's channel index (sorted set of names, for GET /channels)
+-- ARGV[5]  the channel's name
 --
 -- A channel without meta starts a new life at the server's clock in microseconds (and
 -- past the floor), so a channel Redis lost comes back with higher seqs and subscribers
@@ -24,6 +26,9 @@ if not first then
   first = string.format('%.0f', start)
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'f', first, 'n', first)
+  if KEYS[4] then
+    redis.call('ZADD', KEYS[4], 0, ARGV[5])
+  end
 end
 local seq = string.format('%.0f', redis.call('HINCRBY', KEYS[1], 'n', 1) - 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-0', 'd', ARGV[1], 't', now_ms)

@@ -5,14 +5,16 @@
 
 use bytes::Bytes;
 
+use crate::engine::{Read, Reply};
 use crate::event;
 use crate::handle::Key;
 use crate::http::query::Query;
 use crate::http::request::Head;
 use crate::http::response::{self, Cors};
 use crate::http::HttpError;
-use crate::hub::{ClientRef, Mode};
+use crate::hub::{Channel, ClientRef, Mode};
 use crate::server::conn::{Conn, Phase};
+use crate::server::waiting::ControlSetup;
 use crate::server::Server;
 use crate::subscription::{self, ClientId, Wanted};
 
@@ -55,7 +57,8 @@ impl Server {
             Some(target) => self.control(target, q, action),
         };
         match result {
-            Ok(()) => {
+            Ok(Some(setup)) => self.wait_for_subscribe(key, head.keep_alive, cors, setup),
+            Ok(None) => {
                 let h = response::head(204, "", 0, head.keep_alive, self.cors.lines(cors), "");
                 self.respond(key, 204, [h], head.keep_alive);
             }
@@ -63,7 +66,14 @@ impl Server {
         }
     }
 
-    fn control(&mut self, target: ClientRef, q: &Query, action: Action) -> Result<(), HttpError> {
+    /// Does what the request asks; a subscribe whose reads come later returns what it
+    /// waits for.
+    fn control(
+        &mut self,
+        target: ClientRef,
+        q: &Query,
+        action: Action,
+    ) -> Result<Option<ControlSetup>, HttpError> {
         let now = self.now;
         match (target, action) {
             (ClientRef::Session(sk), Action::Close) => {
@@ -86,7 +96,7 @@ impl Server {
                         self.hub
                             .session_subscribe(&mut *self.engine, sk, &wanted, expires, now)?
                     }
-                    ClientRef::Conn(ck) => self.conn_subscribe(ck, &wanted, expires)?,
+                    ClientRef::Conn(ck) => return self.conn_subscribe(ck, &wanted, expires),
                 }
             }
             (target, Action::Unsubscribe) => {
@@ -114,7 +124,7 @@ impl Server {
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// One `close` event per channel of a subscriber connection.
@@ -132,17 +142,34 @@ impl Server {
 
     /// Adds channels to a stream or a parked poll (whose tokens expire at `expires`). A
     /// stream is sent what each new channel's cursor has due; a parked poll is answered
-    /// if anything is due.
+    /// if anything is due. Channels whose reads come later are returned, to wait for.
     fn conn_subscribe(
         &mut self,
         ck: Key<Conn>,
         wanted: &[Wanted],
         expires: u64,
-    ) -> Result<(), HttpError> {
+    ) -> Result<Option<ControlSetup>, HttpError> {
         let now = self.now;
-        let joined =
+        let mut joined =
             self.hub
                 .conn_subscribe(&mut *self.engine, &mut self.conns, ck, wanted, now)?;
+        let mut later = Vec::new();
+        joined.retain(|j| match j.read {
+            Reply::Later(t) => {
+                later.push((t, j.channel));
+                false
+            }
+            Reply::Now(_) => true,
+        });
+        let joined: Vec<(Key<Channel>, Read)> = joined
+            .into_iter()
+            .filter_map(|j| Some((j.channel, j.read.now()?)))
+            .collect();
+        let setup = (!later.is_empty()).then_some(ControlSetup {
+            target: ck,
+            tickets: later,
+            failed: false,
+        });
         let streaming = match self.conns.get_mut(ck).map(|c| &mut c.phase) {
             Some(Phase::Parked(p)) => {
                 p.auth_expires = p.auth_expires.min(expires);
@@ -152,25 +179,25 @@ impl Server {
                 st.end_ms = st.end_ms.min(now.ms_of_unix(expires));
                 true
             }
-            _ => return Ok(()),
+            _ => return Ok(setup),
         };
         if streaming {
-            for j in &joined {
-                self.stream_catch_up(ck, j.channel, &j.read);
+            for (ch, read) in &joined {
+                self.stream_catch_up(ck, *ch, read);
             }
             // A token that expires sooner moves the stream's end.
             self.tighten(ck);
             self.flush(ck);
         } else {
             let mut events = Vec::new();
-            for j in joined {
-                events.extend(j.read.notice);
-                events.extend(j.read.messages.iter().map(|m| m.json.clone()));
+            for (_, read) in joined {
+                events.extend(read.notice);
+                events.extend(read.messages.iter().map(|m| m.json.clone()));
             }
             if !events.is_empty() {
                 self.answer_poll(ck, &events, false);
             }
         }
-        Ok(())
+        Ok(setup)
     }
 }

@@ -5,6 +5,7 @@
 //! engine, and answers; what they own stays theirs.
 
 mod control;
+mod control_sync;
 mod manage;
 mod poll;
 mod publish;

@@ -157,22 +157,24 @@ impl Server {
         // A subscriber's read: the stream opens, or the poll is answered or parked, once
         // all its reads are in.
         if let Some(&key) = self.waiting.get(&ticket) {
-            let (stream, poll) = match self.conns.get(key).map(|c| &c.phase) {
-                Some(Phase::Waiting(w)) => (
-                    matches!(w.call, Call::Stream(_)),
-                    matches!(w.call, Call::Poll(_)),
-                ),
-                _ => (false, false),
+            let kind = match self.conns.get(key).map(|c| &c.phase) {
+                Some(Phase::Waiting(w)) => match w.call {
+                    Call::Stream(_) => 1,
+                    Call::Poll(_) => 2,
+                    Call::Control(_) => 3,
+                    _ => 0,
+                },
+                _ => 0,
             };
-            if stream || poll {
+            if kind != 0 {
                 let read = match answer {
                     Answer::Read(r) => r,
                     _ => None,
                 };
-                return if stream {
-                    self.stream_read_answered(key, ticket, read)
-                } else {
-                    self.poll_read_answered(key, ticket, read)
+                return match kind {
+                    1 => self.stream_read_answered(key, ticket, read),
+                    2 => self.poll_read_answered(key, ticket, read),
+                    _ => self.control_read_answered(key, ticket, read),
                 };
             }
         }
@@ -205,6 +207,7 @@ impl Server {
             // The stream never started: it is refused like any request.
             Call::Stream(setup) => self.abandon_stream(key, setup),
             Call::Poll(p) => self.abandon_poll(key, p),
+            Call::Control(c) => self.abandon_control(key, c),
             _ => {}
         }
         log::warn!(
@@ -306,11 +309,13 @@ impl Server {
     /// Channel `name` was deleted: its parked polls are answered `close`, its streams
     /// sent `close` (and kept open, as after `unsubscribe`: an EventSource that saw its
     /// stream end would reconnect to the same URL).
-    fn close_deleted(&mut self, name: &str) {
+    pub(in crate::server) fn close_deleted(&mut self, name: &str) {
         let close = event::close(name);
         let Some((ch, subscribers)) = self.hub.delete(name) else {
             return;
         };
+        // The engine's log is gone; a shared engine stops following its live messages.
+        self.engine.unwatch(name, self.now);
         for sub in subscribers {
             let Some(conn) = self.conns.get_mut(sub) else {
                 continue;

@@ -25,7 +25,7 @@ impl Server {
         let Some(name) = self.hub.name(ch).cloned() else {
             return;
         };
-        let (items, _) = sync::merge(&name, read, &kept);
+        let (items, next) = sync::merge(&name, read, &kept);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -50,6 +50,11 @@ impl Server {
                     queue_message(conn, &self.hub, &name, &m, self.now.ms);
                     delivered += 1;
                 }
+            }
+        }
+        if let Phase::Streaming(st) = &mut conn.phase {
+            if let Some(sub) = st.follower.subs.find_mut(ch) {
+                sub.next = next;
             }
         }
         let replay = conn.pending() - before;

@@ -21,11 +21,18 @@ impl RedisEngine {
             cmd.send(0, &[b"SELECT", db.to_string().as_bytes()])
                 .map_err(|e| io::Error::other(format!("redis: {e:?}")))?;
         }
-        for script in [scripts::PUBLISH, scripts::READ] {
+        for script in scripts::ALL {
             cmd.send(0, &[b"SCRIPT", b"LOAD", script.as_bytes()])
                 .map_err(|e| io::Error::other(format!("redis: {e:?}")))?;
         }
         Ok((cmd, sub))
+    }
+
+    /// Loads every script again on the command connection (after `NOSCRIPT`).
+    pub(super) fn load_scripts(&mut self) {
+        for script in scripts::ALL {
+            let _ = self.cmd.send(0, &[b"SCRIPT", b"LOAD", script.as_bytes()]);
+        }
     }
 
     /// A connection died: publishes answer 503 until a reconnect, tried after a backoff

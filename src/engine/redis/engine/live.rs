@@ -29,7 +29,7 @@ impl RedisEngine {
             self.next_tag += 1;
             let args: [&[u8]; 9] = [
                 b"EVALSHA",
-                self.read_sha.as_bytes(),
+                self.shas[super::SHAS::READ].as_bytes(),
                 b"3",
                 m.as_bytes(),
                 h.as_bytes(),
@@ -152,6 +152,15 @@ impl RedisEngine {
             let Some(name) = self.watched.get(&live) else {
                 continue;
             };
+            if payload.as_ref() == b"-deleted" {
+                // DELETE /channels/NAME on some process: every process closes its
+                // subscribers of the channel; its next life starts past its seqs.
+                let name = name.clone();
+                self.expect.remove(&name);
+                self.repairing.remove(&name);
+                self.events.push(EngineEvent::Deleted { channel: name });
+                continue;
+            }
             let Some(colon) = payload.iter().position(|&b| b == b':') else {
                 continue;
             };
