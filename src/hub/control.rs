@@ -12,6 +12,9 @@ use crate::http::HttpError;
 use crate::server::Conn;
 use crate::subscription::Wanted;
 
+/// Session channels added "from now on" whose head the engine did not know yet.
+pub type Unpinned = Vec<(Key<Channel>, Arc<str>)>;
+
 /// A channel a connection joined, with what its cursor has due.
 #[derive(Debug)]
 pub struct Joined {
@@ -20,11 +23,15 @@ pub struct Joined {
     /// What is due on it; or, from an engine that answers later, the ticket of the read
     /// (the membership is attached and syncing: its live messages are kept until then).
     pub read: Reply<Read>,
+    /// The sync's token (`Hub::sync_token`) when the read comes later.
+    pub sync: u64,
 }
 
 impl Hub {
     /// Adds channels to session `sk` (whose new tokens expire at `expires`). A channel
-    /// without a cursor is followed from this request on, not from the next poll.
+    /// without a cursor is followed from this request on, not from the next poll: at the
+    /// engine's head, or, if the engine does not know it yet (it answers reads later),
+    /// once `pin_session` gives it. Returns those channels.
     pub fn session_subscribe(
         &mut self,
         engine: &mut dyn Engine,
@@ -32,7 +39,7 @@ impl Hub {
         wanted: &[Wanted],
         expires: u64,
         now: Now,
-    ) -> Result<(), HttpError> {
+    ) -> Result<Unpinned, HttpError> {
         let s = self
             .sessions
             .get(sk)
@@ -54,9 +61,13 @@ impl Hub {
             })
             .collect();
         let mut added = Vec::new();
+        let mut unpinned = Vec::new();
         if let Some(s) = self.session_mut(sk) {
             s.auth_expires = s.auth_expires.min(expires);
             for (w, (k, head, name)) in wanted.iter().zip(heads) {
+                if w.seq.is_none() && head.is_none() {
+                    unpinned.push((k, name.clone()));
+                }
                 let fresh = SessionSub {
                     channel: k,
                     name,
@@ -82,7 +93,17 @@ impl Hub {
         }
         self.release_unused(engine, keys, now);
         self.enforce_session_caps(engine, now);
-        Ok(())
+        Ok(unpinned)
+    }
+
+    /// Session `sk` follows channel `ch` from seq `head` on, if it still holds it "from
+    /// now on" (no cursor yet).
+    pub fn pin_session(&mut self, sk: Key<Session>, ch: Key<Channel>, head: u64) {
+        if let Some(s) = self.session_mut(sk) {
+            if let Some(c) = s.channels.iter_mut().find(|c| c.channel == ch) {
+                c.next = c.next.or(Some(head));
+            }
+        }
     }
 
     /// Removes the channels named from session `sk`.
@@ -144,15 +165,17 @@ impl Hub {
                     // Attached now, so no live message is missed; kept until the read
                     // returns and `sync::merge` orders them after the history.
                     let head = self.name(k).and_then(|n| engine.head(n));
-                    let mut sub = [Sub::detached(k, w.seq.or(head).unwrap_or(0))];
+                    let next = w.seq.or(head).unwrap_or(Sub::UNKNOWN);
+                    let mut sub = [Sub::detached(k, next)];
                     self.attach(conn, &mut sub);
-                    self.begin_sync(conn, k);
+                    let sync = self.begin_sync(conn, k);
                     if let Some((f, _)) = followers.follower_mut(conn) {
                         f.subs.push(sub[0]);
                     }
                     joined.push(Joined {
                         channel: k,
                         read: Reply::Later(ticket),
+                        sync,
                     });
                     continue;
                 }
@@ -171,6 +194,7 @@ impl Hub {
             joined.push(Joined {
                 channel: k,
                 read: Reply::Now(read),
+                sync: 0,
             });
         }
         self.release_unused(engine, keys, now);

@@ -23,6 +23,11 @@ impl Sub {
     /// The slot of a membership that is not in its channel's list (yet).
     pub const DETACHED: u32 = u32::MAX;
 
+    /// The cursor of a membership whose history read is in flight and whose start is not
+    /// known yet (a control subscribe "from now on" on an engine that answers later):
+    /// left out of cursors, and a session stores it as "from now on".
+    pub const UNKNOWN: u64 = u64::MAX;
+
     /// A membership at cursor `next`, not yet in the channel's list.
     pub fn detached(channel: Key<Channel>, next: u64) -> Sub {
         Sub {

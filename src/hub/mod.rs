@@ -104,7 +104,7 @@ pub struct Delivery {
 }
 
 /// The live messages kept for memberships whose history read is in flight.
-type Kept = HashMap<(Key<Conn>, Key<Channel>), Vec<Arc<Message>>>;
+type Kept = HashMap<(Key<Conn>, Key<Channel>), sync::Syncing>;
 
 /// This process's subscribers.
 pub struct Hub {
@@ -120,6 +120,8 @@ pub struct Hub {
     wheel: TimerWheel<Key<Session>>,
     /// Memberships whose history read is in flight, with the live messages kept for them.
     syncing: Kept,
+    /// The last sync token handed out (`begin_sync`).
+    sync_tokens: u64,
     stats: HubStats,
 }
 
@@ -135,6 +137,7 @@ impl Hub {
             sessions: sessions::Sessions::default(),
             wheel: TimerWheel::new(0),
             syncing: HashMap::new(),
+            sync_tokens: 0,
             stats: HubStats::default(),
         }
     }
@@ -297,7 +300,7 @@ impl Hub {
     /// A subscriber's cursor: `news:9,chat:3` (deleted channels left out).
     pub fn cursor(&self, subs: &[Sub]) -> String {
         let mut out = String::new();
-        for s in subs {
+        for s in subs.iter().filter(|s| s.next != Sub::UNKNOWN) {
             if let Some(name) = self.name(s.channel) {
                 if !out.is_empty() {
                     out.push(',');
@@ -336,7 +339,7 @@ impl Hub {
         for (_, &conn) in c.subs.iter() {
             if !self.syncing.is_empty() {
                 if let Some(kept) = self.syncing.get_mut(&(conn, k)) {
-                    kept.push(msg.clone());
+                    kept.keep(msg);
                     continue;
                 }
             }

@@ -67,7 +67,7 @@ impl Hub {
                 Some(SessionSub {
                     channel: s.channel,
                     name: self.name(s.channel)?.clone(),
-                    next: Some(s.next),
+                    next: (s.next != Sub::UNKNOWN).then_some(s.next),
                 })
             })
             .collect()

@@ -63,6 +63,27 @@ pub fn merge(channel: &str, read: &Read, kept: &[Arc<Message>]) -> (Vec<Item>, u
     (out, next)
 }
 
+/// The most live messages kept for one syncing membership; past it the oldest go, and
+/// the merge names them `lost` (a read that stays in flight while a channel runs fast).
+const KEEP_MAX: usize = 4096;
+
+/// A membership whose history read is in flight: its token and the live messages kept.
+#[derive(Debug, Default)]
+pub struct Syncing {
+    token: u64,
+    kept: Vec<Arc<Message>>,
+}
+
+impl Syncing {
+    /// Keeps a live message (dropping the oldest past `KEEP_MAX`).
+    pub(super) fn keep(&mut self, msg: &Arc<Message>) {
+        if self.kept.len() >= KEEP_MAX {
+            self.kept.remove(0);
+        }
+        self.kept.push(msg.clone());
+    }
+}
+
 impl Hub {
     /// Counts messages handed to subscribers outside `read` and `fan_out` (a merged
     /// catch-up).
@@ -72,13 +93,30 @@ impl Hub {
 
     /// From now on, live messages of channel `ch` for connection `conn` are kept instead
     /// of delivered, until `end_sync` (its history read is in flight).
-    pub fn begin_sync(&mut self, conn: Key<Conn>, ch: Key<Channel>) {
-        self.syncing.insert((conn, ch), Vec::new());
+    /// Returns a token that names this sync (see `sync_token`).
+    pub fn begin_sync(&mut self, conn: Key<Conn>, ch: Key<Channel>) -> u64 {
+        self.sync_tokens += 1;
+        let token = self.sync_tokens;
+        let s = Syncing {
+            token,
+            kept: Vec::new(),
+        };
+        self.syncing.insert((conn, ch), s);
+        token
+    }
+
+    /// The token of `conn`'s sync on `ch`, if one is going on: a caller that began a sync
+    /// checks it is still its own (the membership may have been left and joined again).
+    pub fn sync_token(&self, conn: Key<Conn>, ch: Key<Channel>) -> Option<u64> {
+        self.syncing.get(&(conn, ch)).map(|s| s.token)
     }
 
     /// The live messages kept for `conn` on `ch`; delivery goes on as usual.
     pub fn end_sync(&mut self, conn: Key<Conn>, ch: Key<Channel>) -> Vec<Arc<Message>> {
-        self.syncing.remove(&(conn, ch)).unwrap_or_default()
+        self.syncing
+            .remove(&(conn, ch))
+            .map(|s| s.kept)
+            .unwrap_or_default()
     }
 
     /// The live stream of `channel` skipped what `notice` names: moves the cursor of

@@ -48,12 +48,23 @@ pub enum Call {
 /// A control subscribe waiting for the history reads of the channels it added.
 #[derive(Debug)]
 pub struct ControlSetup {
-    /// The subscriber connection the channels were added to (attached, syncing).
-    pub target: crate::handle::Key<crate::server::Conn>,
-    /// The reads still in flight, with their channel.
-    pub tickets: Vec<(Ticket, crate::handle::Key<crate::hub::Channel>)>,
+    /// Whom the channels were added to.
+    pub target: Target,
+    /// The reads still in flight: ticket, channel, and (for a connection) the token of
+    /// the membership's sync (`Hub::sync_token`), so a read acts only on the membership
+    /// it was sent for.
+    pub tickets: Vec<(Ticket, crate::handle::Key<crate::hub::Channel>, u64)>,
     /// A read failed (the engine became unreachable): the answer is 503.
     pub failed: bool,
+}
+
+/// The subscriber a control subscribe added channels to.
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    /// A stream or parked poll (its new memberships attached and syncing).
+    Conn(crate::handle::Key<crate::server::Conn>),
+    /// A long-poll session between polls (its new channels wait for their head).
+    Session(crate::handle::Key<crate::hub::Session>),
 }
 
 /// A poll waiting for its history reads; what `try_poll` would answer or park.

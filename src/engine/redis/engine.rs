@@ -20,7 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
-use super::resp::{CommandConn, Pass, PubSubConn, Reply};
+use super::resp::{CommandConn, Pass, PubSubConn};
 use super::scripts;
 use crate::clock::Now;
 use crate::engine::{
@@ -32,6 +32,7 @@ mod admin;
 mod conns;
 mod hold;
 mod live;
+mod replies;
 
 use admin::AdminCall;
 
@@ -79,6 +80,9 @@ pub struct RedisEngine {
     sub: PubSubConn,
     /// SHA1 of each script (`scripts::ALL`), for `EVALSHA`.
     shas: [String; 5],
+    /// When the scripts were last loaded again after `NOSCRIPT` (once per second at most:
+    /// a pipeline of calls meets it many times).
+    scripts_loaded_ms: u64,
     /// Publish answers held until this process has seen their live messages.
     held: Vec<hold::Held>,
     /// Command tag → the admin call it answers.
@@ -143,6 +147,7 @@ impl RedisEngine {
             shas,
             admin_tags: HashMap::new(),
             held: Vec::new(),
+            scripts_loaded_ms: 0,
             next_tag: 1,
             next_ticket: 1,
             tags: HashMap::new(),
@@ -156,72 +161,6 @@ impl RedisEngine {
 
     fn key(&self, name: &str, suffix: &str) -> String {
         format!("{}{{{name}}}:{suffix}", self.prefix)
-    }
-
-    fn replies(&mut self) {
-        let mut out = Vec::new();
-        self.cmd.take_replies(&mut out);
-        for (tag, reply) in out {
-            if let Ok(Reply::Error(e)) = &reply {
-                if e.starts_with(b"NOSCRIPT") {
-                    // The scripts were flushed (SCRIPT FLUSH, a failover): load them
-                    // again; this call fails (503), the ones after it work.
-                    log::warn!("redis lost the gateway's scripts; loading them again");
-                    self.load_scripts();
-                }
-            }
-            if let Some((ticket, call)) = self.admin_tags.remove(&tag) {
-                let reply = match reply {
-                    Ok(Reply::Error(_)) | Err(_) => Err(()),
-                    Ok(r) => Ok(r),
-                };
-                let answer = Self::admin_answer(call, reply);
-                self.events.push(EngineEvent::Answered { ticket, answer });
-                continue;
-            }
-            if let Some((ticket, name, cursor)) = self.read_tags.remove(&tag) {
-                let read = reply.ok().and_then(|r| self.resolve(&name, cursor, r));
-                if ticket == REPAIR {
-                    self.repaired(&name, cursor.unwrap_or(0), read);
-                    continue;
-                }
-                if let Some(r) = &read {
-                    self.expect.entry(name.clone()).or_insert(r.head);
-                }
-                self.events.push(EngineEvent::Answered {
-                    ticket,
-                    answer: Answer::Read(read),
-                });
-                continue;
-            }
-            let Some((call, index)) = self.tags.remove(&tag) else {
-                continue;
-            };
-            let Some(p) = self.calls.get_mut(&call) else {
-                continue;
-            };
-            match reply {
-                Ok(Reply::Bulk(Some(b))) => {
-                    p.seqs[index] = std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok());
-                    p.failed |= p.seqs[index].is_none();
-                }
-                _ => p.failed = true,
-            }
-            p.left -= 1;
-            if p.left == 0 {
-                let p = self.calls.remove(&call).expect("just seen");
-                if p.failed {
-                    self.events.push(EngineEvent::Answered {
-                        ticket: p.ticket,
-                        answer: Answer::Published(Err(EngineError::Unavailable)),
-                    });
-                } else {
-                    self.stats.published += p.seqs.len() as u64;
-                    let seqs: Vec<u64> = p.seqs.into_iter().flatten().collect();
-                    self.answer_published(p.ticket, p.names, seqs);
-                }
-            }
-        }
     }
 }
 
@@ -239,6 +178,21 @@ impl Engine for RedisEngine {
         self.watched.remove(&live);
         self.expect.remove(name);
         self.repairing.remove(name);
+        // Reads still waiting for the SUBSCRIBE are not sent; their callers are told.
+        let mut i = 0;
+        while i < self.unsent_reads.len() {
+            if *self.unsent_reads[i].1 != *name {
+                i += 1;
+                continue;
+            }
+            let (ticket, _, _) = self.unsent_reads.swap_remove(i);
+            if ticket != REPAIR {
+                self.events.push(EngineEvent::Answered {
+                    ticket,
+                    answer: Answer::Read(None),
+                });
+            }
+        }
         self.release_held();
     }
 
@@ -259,6 +213,7 @@ impl Engine for RedisEngine {
         let ttl = (self.limits.channel_ttl_ms / 1000).to_string();
         let floor = format!("{}floor", self.prefix);
         let index = self.index_key();
+        let clock = format!("{index}:t");
         for (i, name) in names.iter().enumerate() {
             let (m, h, l) = (
                 self.key(name, "m"),
@@ -267,19 +222,21 @@ impl Engine for RedisEngine {
             );
             let tag = self.next_tag;
             self.next_tag += 1;
-            let args: [&[u8]; 12] = [
+            let args: [&[u8]; 14] = [
                 b"EVALSHA",
                 self.shas[SHAS::PUBLISH].as_bytes(),
-                b"4",
+                b"5",
                 m.as_bytes(),
                 h.as_bytes(),
                 floor.as_bytes(),
                 index.as_bytes(),
+                clock.as_bytes(),
                 payload.as_bytes(),
                 buffer.as_bytes(),
                 ttl.as_bytes(),
                 l.as_bytes(),
                 name.as_bytes(),
+                self.prefix.as_bytes(),
             ];
             if self.cmd.send(tag, &args).is_err() {
                 return EngineReply::Now(Err(EngineError::Unavailable));
@@ -342,7 +299,7 @@ impl Engine for RedisEngine {
     fn next_deadline(&self) -> Option<u64> {
         // A connection that stopped reading at its budget goes on next turn.
         let more = self.more.iter().any(|&m| m).then_some(0);
-        [more, self.down.map(|(at, _)| at)]
+        [more, self.down.map(|(at, _)| at), self.held_deadline()]
             .into_iter()
             .flatten()
             .min()

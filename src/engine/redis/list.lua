@@ -8,12 +8,14 @@
 --          history <prefix>{C}:h (standalone Redis: keys outside KEYS are fine here;
 --          a cluster keeps one index per shard)
 --
--- Returns a flat array: name, next, buffered, name, next, buffered, ...
+-- Returns a flat array: name, next, buffered, name, next, buffered, ... At most 1,000
+-- stale entries are dropped per call (publishes drop them too), so one call stays short.
 local limit = tonumber(ARGV[2])
+local stale = 0
 local min = '[' .. ARGV[1]
 local max = '[' .. ARGV[1] .. '\255'
 local out, found, offset = {}, 0, 0
-while found < limit do
+while found < limit and stale < 1000 do
   local names = redis.call('ZRANGEBYLEX', KEYS[1], min, max, 'LIMIT', offset, limit - found)
   if #names == 0 then
     break
@@ -29,6 +31,8 @@ while found < limit do
     else
       -- Expired by --channel-ttl: gone from the index too.
       redis.call('ZREM', KEYS[1], name)
+      redis.call('ZREM', KEYS[1] .. ':t', name)
+      stale = stale + 1
     end
   end
 end

@@ -8,8 +8,12 @@
 -- ARGV[2]  --buffer (MAXLEN of the history)
 -- ARGV[3]  --channel-ttl in seconds (0: keys never expire)
 -- ARGV[4]  the pub/sub channel live messages go to
--- KEYS[4]  the prefix's channel index (sorted set of names, for GET /channels)
+-- KEYS[4]  the prefix's channel index (sorted set of names, all scored 0, for
+--          GET /channels): a channel enters it with the first message of a life
+-- KEYS[5]  the index's clock (sorted set: name -> last publish ms), with --channel-ttl
+--          only: each publish drops up to 8 channels whose keys expired from both
 -- ARGV[5]  the channel's name
+-- ARGV[6]  the key prefix (--redis-prefix), to find those channels' meta
 --
 -- A channel without meta starts a new life at the server's clock in microseconds (and
 -- past the floor), so a channel Redis lost comes back with higher seqs and subscribers
@@ -26,15 +30,32 @@ if not first then
   first = string.format('%.0f', start)
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'f', first, 'n', first)
-  if KEYS[4] then
-    redis.call('ZADD', KEYS[4], 0, ARGV[5])
-  end
 end
 local seq = string.format('%.0f', redis.call('HINCRBY', KEYS[1], 'n', 1) - 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-0', 'd', ARGV[1], 't', now_ms)
 if ARGV[3] ~= '0' then
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   redis.call('EXPIRE', KEYS[2], ARGV[3])
+elseif seq == first then
+  -- A subscriber's read created the meta with a short life: a published channel keeps.
+  redis.call('PERSIST', KEYS[1])
+end
+if KEYS[4] then
+  if seq == first then
+    redis.call('ZADD', KEYS[4], 0, ARGV[5])
+  end
+  if ARGV[3] ~= '0' then
+    redis.call('ZADD', KEYS[5], now_ms, ARGV[5])
+    local old = now_ms - tonumber(ARGV[3]) * 1000
+    for _, name in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', old, 'LIMIT', 0, 8)) do
+      if redis.call('EXISTS', ARGV[6] .. '{' .. name .. '}:m') == 0 then
+        redis.call('ZREM', KEYS[4], name)
+        redis.call('ZREM', KEYS[5], name)
+      else
+        redis.call('ZADD', KEYS[5], now_ms, name)
+      end
+    end
+  end
 end
 redis.call('PUBLISH', ARGV[4], seq .. ':' .. ARGV[1])
 return seq

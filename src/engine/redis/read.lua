@@ -6,7 +6,8 @@
 -- ARGV[1]  the first seq wanted ("0": everything buffered)
 -- ARGV[2]  '1' to create the channel's meta if it has none (a subscriber names a
 --          channel nobody published to: its first seq is fixed now, as in memory)
--- ARGV[3]  --channel-ttl in seconds (0: keys never expire)
+-- ARGV[3]  how long the meta of a channel without a message lives after this read
+--          (seconds; 0: forever); the first publish sets --channel-ttl instead
 --
 -- Returns { first, next, now_ms, entries } with first/next as strings ("" when the
 -- channel has no meta and none was created) and entries as XRANGE returns them
@@ -28,6 +29,9 @@ if not first then
   if ARGV[3] ~= '0' then
     redis.call('EXPIRE', KEYS[1], ARGV[3])
   end
+elseif first == nxt and ARGV[2] == '1' and ARGV[3] ~= '0' then
+  -- Still without a message: subscribers keep it alive this much longer.
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
 end
 local entries = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+')
 return { first, nxt, now_ms, entries }

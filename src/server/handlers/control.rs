@@ -14,7 +14,7 @@ use crate::http::response::{self, Cors};
 use crate::http::HttpError;
 use crate::hub::{Channel, ClientRef, Mode};
 use crate::server::conn::{Conn, Phase};
-use crate::server::waiting::ControlSetup;
+use crate::server::waiting::{ControlSetup, Target};
 use crate::server::Server;
 use crate::subscription::{self, ClientId, Wanted};
 
@@ -93,8 +93,14 @@ impl Server {
                 let expires = self.authorize(q, &names)?;
                 match target {
                     ClientRef::Session(sk) => {
-                        self.hub
-                            .session_subscribe(&mut *self.engine, sk, &wanted, expires, now)?
+                        let unpinned = self.hub.session_subscribe(
+                            &mut *self.engine,
+                            sk,
+                            &wanted,
+                            expires,
+                            now,
+                        )?;
+                        return Ok(self.pin_session(sk, unpinned));
                     }
                     ClientRef::Conn(ck) => return self.conn_subscribe(ck, &wanted, expires),
                 }
@@ -156,7 +162,7 @@ impl Server {
         let mut later = Vec::new();
         joined.retain(|j| match j.read {
             Reply::Later(t) => {
-                later.push((t, j.channel));
+                later.push((t, j.channel, j.sync));
                 false
             }
             Reply::Now(_) => true,
@@ -166,7 +172,7 @@ impl Server {
             .filter_map(|j| Some((j.channel, j.read.now()?)))
             .collect();
         let setup = (!later.is_empty()).then_some(ControlSetup {
-            target: ck,
+            target: Target::Conn(ck),
             tickets: later,
             failed: false,
         });

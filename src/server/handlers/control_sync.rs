@@ -7,14 +7,16 @@
 
 use bytes::Bytes;
 
-use crate::engine::{Read, Ticket};
+use std::sync::Arc;
+
+use crate::engine::{Read, Reply, Ticket};
 use crate::handle::Key;
 use crate::http::response::{self, Cors};
 use crate::hub::sync::{self, Item};
-use crate::hub::Channel;
+use crate::hub::{Channel, Session};
 use crate::server::after;
 use crate::server::conn::{Conn, Phase};
-use crate::server::waiting::{Call, ControlSetup, Waiting};
+use crate::server::waiting::{Call, ControlSetup, Target, Waiting};
 use crate::server::Server;
 
 impl Server {
@@ -27,7 +29,7 @@ impl Server {
         setup: ControlSetup,
     ) {
         let deadline = after(self.now.ms, self.config.engine_timeout);
-        for (t, _) in &setup.tickets {
+        for (t, _, _) in &setup.tickets {
             self.waiting.insert(*t, key);
         }
         let Some(conn) = self.conns.get_mut(key) else {
@@ -61,16 +63,19 @@ impl Server {
         let Some(pos) = setup.tickets.iter().position(|t| t.0 == ticket) else {
             return;
         };
-        let (_, ch) = setup.tickets.remove(pos);
+        let (_, ch, sync) = setup.tickets.remove(pos);
         let target = setup.target;
         setup.failed |= read.is_none();
         let done = setup.tickets.is_empty();
         if let Some(t) = setup.tickets.first() {
             w.ticket = t.0;
         }
-        match read {
-            Some(read) => self.joined_later(target, ch, &read),
-            None => self.drop_membership(target, ch),
+        match (target, read) {
+            (Target::Conn(c), Some(read)) => self.joined_later(c, ch, sync, &read),
+            (Target::Conn(c), None) => self.drop_membership(c, ch, sync),
+            (Target::Session(sk), Some(read)) => self.hub.pin_session(sk, ch, read.head),
+            // Not pinned: the session follows it from its next poll.
+            (Target::Session(_), None) => {}
         }
         if !done {
             return;
@@ -97,7 +102,12 @@ impl Server {
 
     /// The read of `target`'s new membership on `ch` came back: a stream is sent the
     /// merge, a parked poll answered with it if anything is due.
-    fn joined_later(&mut self, target: Key<Conn>, ch: Key<Channel>, read: &Read) {
+    fn joined_later(&mut self, target: Key<Conn>, ch: Key<Channel>, sync: u64, read: &Read) {
+        // The membership this read was sent for may be gone (the poll was answered, the
+        // channel unsubscribed, perhaps subscribed again): then it is not ours to touch.
+        if self.hub.sync_token(target, ch) != Some(sync) {
+            return;
+        }
         match self.conns.get(target).map(|c| &c.phase) {
             Some(Phase::Streaming(_)) => {
                 self.stream_merge(target, ch, read, false);
@@ -134,8 +144,12 @@ impl Server {
         }
     }
 
-    /// A membership whose read failed is removed from its subscriber.
-    fn drop_membership(&mut self, target: Key<Conn>, ch: Key<Channel>) {
+    /// A membership whose read failed is removed from its subscriber (if it is still the
+    /// one the read was sent for).
+    fn drop_membership(&mut self, target: Key<Conn>, ch: Key<Channel>, sync: u64) {
+        if self.hub.sync_token(target, ch) != Some(sync) {
+            return;
+        }
         self.hub.end_sync(target, ch);
         let removed = match self.conns.get_mut(target).map(|c| &mut c.phase) {
             Some(Phase::Streaming(st)) => st.follower.subs.remove(ch),
@@ -150,11 +164,35 @@ impl Server {
     /// A waiting control subscribe is given up (timeout, or its client left): the
     /// memberships still syncing are removed from the subscriber.
     pub(in crate::server) fn abandon_control(&mut self, key: Key<Conn>, setup: &ControlSetup) {
-        for (t, ch) in &setup.tickets {
-            if self.waiting.get(t) == Some(&key) {
-                self.waiting.remove(t);
+        for &(t, ch, sync) in &setup.tickets {
+            if self.waiting.get(&t) == Some(&key) {
+                self.waiting.remove(&t);
             }
-            self.drop_membership(setup.target, *ch);
+            if let Target::Conn(c) = setup.target {
+                self.drop_membership(c, ch, sync);
+            }
         }
+    }
+
+    /// Session channels added "from now on" whose head the engine does not know yet: it
+    /// is read; the control request waits for it if the read comes later.
+    pub(in crate::server) fn pin_session(
+        &mut self,
+        sk: Key<Session>,
+        unpinned: Vec<(Key<Channel>, Arc<str>)>,
+    ) -> Option<ControlSetup> {
+        let mut tickets = Vec::new();
+        for (ch, name) in unpinned {
+            match self.engine.read(&name, None, self.now) {
+                Reply::Now(Some(read)) => self.hub.pin_session(sk, ch, read.head),
+                Reply::Now(None) => {}
+                Reply::Later(t) => tickets.push((t, ch, 0)),
+            }
+        }
+        (!tickets.is_empty()).then_some(ControlSetup {
+            target: Target::Session(sk),
+            tickets,
+            failed: false,
+        })
     }
 }

@@ -219,6 +219,29 @@ impl Server {
         self.pending_input.push(key);
     }
 
+    /// A subscriber still waiting for its reads names a channel that was just deleted:
+    /// it is refused (503, to try again) rather than opened on a channel that is gone.
+    fn refuse_waiting(&mut self, key: Key<Conn>) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !matches!(&conn.phase, Phase::Waiting(w) if matches!(w.call, Call::Stream(_) | Call::Poll(_)))
+        {
+            return;
+        }
+        let Phase::Waiting(w) = std::mem::replace(&mut conn.phase, Phase::Ready) else {
+            return;
+        };
+        match &w.call {
+            Call::Stream(setup) => self.abandon_stream(key, setup),
+            Call::Poll(p) => self.abandon_poll(key, p),
+            _ => {}
+        }
+        let e = HttpError::new(503, "channel deleted meanwhile; subscribe again");
+        self.respond_error_with(key, w.keep_alive, e, w.cors, "");
+        self.pending_input.push(key);
+    }
+
     /// The connection waiting under `ticket`, taken out of its wait.
     fn take_waiting(&mut self, ticket: Ticket) -> Option<(Key<Conn>, Box<Waiting>)> {
         let key = self.waiting.remove(&ticket)?;
@@ -331,6 +354,7 @@ impl Server {
                     conn.queue(frame);
                     self.flush(sub);
                 }
+                Phase::Waiting(_) => self.refuse_waiting(sub),
                 _ => {}
             }
         }

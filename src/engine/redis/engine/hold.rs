@@ -3,16 +3,23 @@
 //! answer is held until this process has handed out the live message of every channel
 //! it watches in step (so a local subscriber has its message before the publisher has
 //! its seq, as with the memory engine); a channel not watched here, or whose live stream
-//! is being repaired or lost, holds nothing back.
+//! is being repaired or lost, holds nothing back. An answer is never held longer than
+//! `HOLD_MAX_MS` (a pub/sub connection far behind): the publish took effect, and its
+//! publisher must not be told 503 for it.
 
 use std::sync::Arc;
 
 use super::RedisEngine;
 use crate::engine::{Answer, EngineEvent, Ticket};
 
+/// The longest a publish's answer waits for its live messages (ms).
+const HOLD_MAX_MS: u64 = 1_000;
+
 /// A publish answer waiting for its live messages.
 pub(super) struct Held {
     ticket: Ticket,
+    /// When it is answered anyway (reactor ms).
+    until_ms: u64,
     seqs: Vec<u64>,
     /// `(channel, seq)` whose live message has not come out yet.
     due: Vec<(Arc<str>, u64)>,
@@ -44,7 +51,13 @@ impl RedisEngine {
                 answer: Answer::Published(Ok(seqs)),
             });
         } else {
-            self.held.push(Held { ticket, seqs, due });
+            let until_ms = self.last_ms + HOLD_MAX_MS;
+            self.held.push(Held {
+                ticket,
+                until_ms,
+                seqs,
+                due,
+            });
         }
     }
 
@@ -54,8 +67,12 @@ impl RedisEngine {
             return;
         }
         let mut held = std::mem::take(&mut self.held);
+        let now = self.last_ms;
         held.retain_mut(|h| {
             h.due.retain(|(n, s)| self.awaited(n, *s));
+            if now >= h.until_ms {
+                h.due.clear();
+            }
             if !h.due.is_empty() {
                 return true;
             }
@@ -66,5 +83,12 @@ impl RedisEngine {
             false
         });
         self.held = held;
+    }
+}
+
+impl RedisEngine {
+    /// When the oldest held answer is due anyway.
+    pub(super) fn held_deadline(&self) -> Option<u64> {
+        self.held.iter().map(|h| h.until_ms).min()
     }
 }

@@ -10,10 +10,21 @@ use crate::engine::redis::resp::Reply;
 use crate::engine::{Answer, EngineEvent, Message, Notice, Read, Start};
 use crate::event;
 
+/// How long the meta a subscriber's read created lives without a message (seconds).
+const UNPUBLISHED_TTL_S: u64 = 60;
+
 impl RedisEngine {
     /// Sends the reads whose channel's subscription has taken effect.
     pub(super) fn send_reads(&mut self) {
-        let ttl = (self.limits.channel_ttl_ms / 1000).to_string();
+        // The meta a read creates for a channel nobody published to lives a minute (or
+        // --channel-ttl if shorter) after the last read: names that anonymous subscribers
+        // made up do not stay in Redis for long. A channel whose meta went before its
+        // first message starts a new life; its subscribers get `reset`, then the message.
+        let ttl_s = match self.limits.channel_ttl_ms / 1000 {
+            0 => UNPUBLISHED_TTL_S,
+            t => t.min(UNPUBLISHED_TTL_S),
+        };
+        let ttl = ttl_s.to_string();
         let floor = format!("{}floor", self.prefix);
         let reads = std::mem::take(&mut self.unsent_reads);
         for (ticket, name, cursor) in reads {
@@ -152,10 +163,18 @@ impl RedisEngine {
             let Some(name) = self.watched.get(&live) else {
                 continue;
             };
-            if payload.as_ref() == b"-deleted" {
+            if let Some(n) = payload.strip_prefix(b"-deleted:") {
                 // DELETE /channels/NAME on some process: every process closes its
-                // subscribers of the channel; its next life starts past its seqs.
+                // subscribers of the life that ended at seq n (not one that follows the
+                // next life already: the marker came late).
+                let n: u64 = std::str::from_utf8(n)
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
                 let name = name.clone();
+                if self.expect.get(&name).is_some_and(|&e| e > n) {
+                    continue;
+                }
                 self.expect.remove(&name);
                 self.repairing.remove(&name);
                 self.events.push(EngineEvent::Deleted { channel: name });
@@ -246,6 +265,13 @@ impl RedisEngine {
                 msg,
             });
         }
-        self.expect.insert(name.clone(), next);
+        if self.is_watched(name) {
+            self.expect.insert(name.clone(), next);
+        }
+    }
+
+    /// Whether local subscribers follow channel `name` (its live channel is subscribed).
+    pub(super) fn is_watched(&self, name: &str) -> bool {
+        self.watched.contains_key(self.key(name, "l").as_bytes())
     }
 }
