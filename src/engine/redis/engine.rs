@@ -25,11 +25,12 @@ use super::resp::{CommandConn, Pass, PubSubConn, Reply};
 use super::scripts;
 use crate::clock::Now;
 use crate::engine::{
-    Answer, Engine, EngineError, EngineEvent, EngineStats, Limits, LogInfo, Message, Read,
-    Reply as EngineReply, Ticket,
+    Answer, Engine, EngineError, EngineEvent, EngineHealth, EngineStats, Limits, LogInfo, Message,
+    Read, Reply as EngineReply, Ticket,
 };
 
 mod conns;
+mod health;
 mod live;
 
 /// A publish waiting for its channels' seqs.
@@ -85,6 +86,8 @@ pub struct RedisEngine {
     events: Vec<EngineEvent>,
     more: [bool; 2],
     stats: EngineStats,
+    /// PINGs on the pub/sub connection, their round trip, reconnections that worked.
+    health: health::Health,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -133,6 +136,7 @@ impl RedisEngine {
             events: Vec::new(),
             more: [false; 2],
             stats: EngineStats::default(),
+            health: health::Health::default(),
         })
     }
 
@@ -300,7 +304,7 @@ impl Engine for RedisEngine {
     fn next_deadline(&self) -> Option<u64> {
         // A connection that stopped reading at its budget goes on next turn.
         let more = self.more.iter().any(|&m| m).then_some(0);
-        [more, self.down.map(|(at, _)| at)]
+        [more, self.down.map(|(at, _)| at), self.ping_deadline()]
             .into_iter()
             .flatten()
             .min()
@@ -314,6 +318,7 @@ impl Engine for RedisEngine {
             }
         }
         self.reconnect(now.ms);
+        self.ping_tick(now);
     }
 
     fn drain_events(&mut self, out: &mut Vec<EngineEvent>) {
@@ -352,6 +357,13 @@ impl Engine for RedisEngine {
     }
 
     fn healthy(&self) -> bool {
-        self.down.is_none() && self.cmd.dead().is_none() && self.sub.dead().is_none()
+        self.down.is_none()
+            && self.cmd.dead().is_none()
+            && self.sub.dead().is_none()
+            && self.answered()
+    }
+
+    fn health(&self) -> EngineHealth {
+        self.health_report(self.healthy())
     }
 }
