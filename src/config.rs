@@ -257,6 +257,15 @@ pub struct Config {
     #[arg(long, hide = true)]
     pub reuse_port: bool,
 
+    /// Set by the parent of `--workers`: this worker's index (its counters' file name).
+    #[arg(long, hide = true)]
+    pub worker_index: Option<u16>,
+
+    /// Set by the parent of `--workers`: the private directory where the workers leave
+    /// their counters, so `/stats` and `/metrics` describe the whole host.
+    #[arg(long, hide = true)]
+    pub stats_dir: Option<std::path::PathBuf>,
+
     /// Prefix of every Redis key and pub/sub channel of the Redis engine.
     #[arg(long, default_value = "comet:")]
     pub redis_prefix: String,

@@ -42,6 +42,33 @@ impl Obj<'_> {
         write_obj(self.out, f);
         self
     }
+
+    /// `"k":[{…},…]`, one object per item.
+    pub fn arr<T>(
+        &mut self,
+        k: &str,
+        items: impl IntoIterator<Item = T>,
+        f: impl FnMut(&mut Obj, T),
+    ) -> &mut Self {
+        self.key(k);
+        write_arr(self.out, items, f);
+        self
+    }
+}
+
+fn write_arr<T>(
+    out: &mut BytesMut,
+    items: impl IntoIterator<Item = T>,
+    mut f: impl FnMut(&mut Obj, T),
+) {
+    out.put_u8(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        write_obj(out, |o| f(o, item));
+    }
+    out.put_u8(b']');
 }
 
 fn write_obj(out: &mut BytesMut, f: impl FnOnce(&mut Obj)) {
@@ -58,16 +85,9 @@ pub fn object(f: impl FnOnce(&mut Obj)) -> Bytes {
 }
 
 /// An array with one object per item.
-pub fn array<T>(items: impl IntoIterator<Item = T>, mut f: impl FnMut(&mut Obj, T)) -> Bytes {
+pub fn array<T>(items: impl IntoIterator<Item = T>, f: impl FnMut(&mut Obj, T)) -> Bytes {
     let mut out = BytesMut::with_capacity(128);
-    out.put_u8(b'[');
-    for (i, item) in items.into_iter().enumerate() {
-        if i > 0 {
-            out.put_u8(b',');
-        }
-        write_obj(&mut out, |o| f(o, item));
-    }
-    out.put_u8(b']');
+    write_arr(&mut out, items, f);
     out.freeze()
 }
 
@@ -81,8 +101,14 @@ mod tests {
             o.str("a", "x\"<y").num("n", 7).obj("in", |o| {
                 o.num("z", 0);
             });
+            o.arr("l", [3u64], |o, n| {
+                o.num("m", n);
+            });
         });
-        assert_eq!(&b[..], br#"{"a":"x\"\u003cy","n":7,"in":{"z":0}}"#);
+        assert_eq!(
+            &b[..],
+            br#"{"a":"x\"\u003cy","n":7,"in":{"z":0},"l":[{"m":3}]}"#
+        );
         let a = array([1u64, 2], |o, n| {
             o.num("n", n);
         });

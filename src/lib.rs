@@ -29,7 +29,8 @@
 //! - [`handle`]: generation-checked, typed slab keys.
 //! - [`config`]: command-line flags and their defaults.
 //! - [`fuzzing`]: the request path's parsers behind one entry point, for fuzzing.
-//! - [`workers`]: `--workers N`, the parent that runs N reactor processes.
+//! - [`workers`]: `--workers N`, the parent that runs N reactor processes (and makes the
+//!   private directory where they leave their counts for a host-wide `/stats`).
 #![deny(missing_docs)]
 
 pub mod auth;

@@ -3,9 +3,16 @@
 //! the public and admin ports through SO_REUSEPORT. It restarts a worker that dies
 //! (after a pause if it died young) and passes SIGTERM/SIGINT on to all of them, then
 //! waits for their graceful drain. It binds nothing and touches no socket itself.
+//!
+//! So that `/stats` and `/metrics` describe the whole host, it also makes a private run
+//! directory (mode 0700, under `$XDG_RUNTIME_DIR`, else `/dev/shm`, else the temporary
+//! directory; removed when it returns) and gives each worker its index and that directory
+//! (`--worker-index i --stats-dir DIR`): the workers leave their counts there
+//! (`server/stats/host.rs`).
 
 use std::ffi::OsString;
 use std::io;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,9 +23,13 @@ const YOUNG: Duration = Duration::from_secs(2);
 /// How often the parent looks at its workers.
 const TICK: Duration = Duration::from_millis(50);
 
-/// `args` without `--workers N` / `--workers=N`, plus `--reuse-port`.
-fn worker_args(args: &[OsString]) -> Vec<OsString> {
-    let mut out = Vec::with_capacity(args.len() + 1);
+/// The parent's own flags (with a value), which its workers must not get.
+const PARENT_ONLY: [&str; 3] = ["--workers", "--worker-index", "--stats-dir"];
+
+/// `args` without the parent's own flags (`--workers N`, `--workers=N`, …), plus
+/// `--reuse-port` and `--stats-dir DIR`.
+fn worker_args(args: &[OsString], dir: &Path) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(args.len() + 3);
     let mut skip = false;
     for a in args {
         if skip {
@@ -26,23 +37,61 @@ fn worker_args(args: &[OsString]) -> Vec<OsString> {
             continue;
         }
         let s = a.to_string_lossy();
-        if s == "--workers" {
+        if PARENT_ONLY.contains(&&*s) {
             skip = true;
             continue;
         }
-        if s.starts_with("--workers=") {
+        if PARENT_ONLY.iter().any(|f| s.starts_with(&format!("{f}="))) {
             continue;
         }
         out.push(a.clone());
     }
     out.push("--reuse-port".into());
+    out.push("--stats-dir".into());
+    out.push(dir.into());
     out
 }
 
-fn spawn(exe: &std::path::Path, args: &[OsString], i: usize) -> io::Result<Child> {
+/// The workers' private run directory; removed (with what the workers left in it) when
+/// dropped.
+struct RunDir(PathBuf);
+
+impl RunDir {
+    /// A new directory, mode 0700, that did not exist before (so nobody else can have
+    /// prepared it).
+    fn create() -> io::Result<RunDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute() && p.is_dir())
+            .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()))
+            .unwrap_or_else(std::env::temp_dir);
+        let mut last = None;
+        for attempt in 0..16u32 {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let name = format!("comet-gateway-{}-{nanos:x}{attempt}", std::process::id());
+            let path = base.join(name);
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(RunDir(path)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no run directory")))
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn spawn(exe: &Path, args: &[OsString], i: usize) -> io::Result<Child> {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(exe);
-    cmd.args(args);
+    cmd.args(args).arg("--worker-index").arg(i.to_string());
     // SAFETY: prctl(2) only, between fork and exec: a worker whose parent dies (even by
     // SIGKILL) is sent SIGTERM and drains, instead of living on unsupervised.
     unsafe {
@@ -69,7 +118,9 @@ fn signal_all(workers: &[Option<(Child, Instant)>], sig: i32) {
 /// name) until SIGTERM/SIGINT and their drain. Returns the exit code for the parent.
 pub fn supervise(args: &[OsString], n: usize) -> io::Result<i32> {
     let exe = std::env::current_exe()?;
-    let args = worker_args(args);
+    let dir = RunDir::create()?;
+    log::debug!("workers leave their counts in {}", dir.0.display());
+    let args = worker_args(args, &dir.0);
     let signals = Arc::new(AtomicUsize::new(0));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         let s = signals.clone();
@@ -134,15 +185,40 @@ mod tests {
             "--workers",
             "3",
             "--workers=2",
+            "--stats-dir",
+            "/elsewhere",
+            "--worker-index=1",
             "--x",
         ]
         .iter()
         .map(OsString::from)
         .collect();
-        let w: Vec<String> = worker_args(&a)
+        let w: Vec<String> = worker_args(&a, Path::new("/run/d"))
             .iter()
             .map(|s| s.to_string_lossy().into())
             .collect();
-        assert_eq!(w, ["--listen", "127.0.0.1:1", "--x", "--reuse-port"]);
+        assert_eq!(
+            w,
+            [
+                "--listen",
+                "127.0.0.1:1",
+                "--x",
+                "--reuse-port",
+                "--stats-dir",
+                "/run/d"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_run_directory_is_private_and_goes_when_dropped() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = RunDir::create().unwrap();
+        let path = dir.0.clone();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::write(path.join("worker-0"), "x").unwrap();
+        drop(dir);
+        assert!(!path.exists());
     }
 }

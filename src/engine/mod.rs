@@ -170,6 +170,19 @@ pub struct EngineStats {
     pub evicted: u64,
 }
 
+/// Whether an engine can be reached, for `/stats` and `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineHealth {
+    /// `memory` or `redis`.
+    pub kind: &'static str,
+    /// False while the engine cannot be reached (as `Engine::healthy`).
+    pub up: bool,
+    /// Times a lost connection was made again and answered (a networked engine).
+    pub reconnects: u64,
+    /// Round trip of the last PING on the current connection, in µs, once one answered.
+    pub rtt_us: Option<u64>,
+}
+
 /// The channel log.
 pub trait Engine {
     /// Local subscribers follow channel `name` from now on: its log exists (created with
@@ -236,6 +249,17 @@ pub trait Engine {
     /// False while the engine cannot be reached (`/healthz` answers 503 then).
     fn healthy(&self) -> bool {
         true
+    }
+
+    /// Kind, state, reconnects and round trip, for `/stats`. The default suits an
+    /// engine with no connection of its own (the memory engine).
+    fn health(&self) -> EngineHealth {
+        EngineHealth {
+            kind: "memory",
+            up: self.healthy(),
+            reconnects: 0,
+            rtt_us: None,
+        }
     }
 }
 

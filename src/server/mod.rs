@@ -18,7 +18,7 @@
 //! kind), `timers` (every connection's one timer), `http_io` (request framing and
 //! fair turns), `respond` (queueing and flushing answers), `routes` (which handler serves
 //! which path), `handlers` (one file per endpoint family), `fanout` (engine events to
-//! subscribers), `stats` (counters), `shutdown`.
+//! subscribers), `stats` (counters, and the host-wide view of `--workers`), `shutdown`.
 
 mod accept;
 mod conn;
@@ -85,6 +85,8 @@ enum TimerKind {
     DemoTick,
     /// `--shutdown-timeout` has passed since the first signal.
     ShutdownDeadline,
+    /// `--workers`: write this worker's counts for the others' `/stats`.
+    Snapshot,
 }
 
 /// Stops a running server from another thread.
@@ -251,6 +253,7 @@ impl Server {
             log::info!("demo enabled: page at http://{}/", self.public_addr()?);
             self.wheel.insert(self.now.ms + 1000, TimerKind::DemoTick);
         }
+        self.snapshot_tick();
         let mut fired = Vec::new();
         while !self.shutdown.load(Ordering::SeqCst) && !self.stop_now {
             if self.draining && self.conns.is_empty() {
@@ -293,6 +296,7 @@ impl Server {
             // What the engine was asked this turn leaves in one write.
             self.engine.flush();
         }
+        self.write_snapshot();
         log::info!("comet-gateway stopped");
         Ok(())
     }
@@ -374,6 +378,7 @@ impl Server {
                 self.fan_out();
                 self.wheel.insert(self.now.ms + 1000, TimerKind::DemoTick);
             }
+            TimerKind::Snapshot => self.snapshot_tick(),
             TimerKind::AcceptRetry => {
                 self.listeners.retry_armed = false;
                 self.resume_accepting();

@@ -1,19 +1,24 @@
-//! The server's counters, and `/stats` (JSON) and `/metrics` (Prometheus text) built
-//! from them, from the connection counts, and from the engine's and the hub's counts.
+//! The server's counters, and `/stats` (JSON) built from them, from the connection
+//! counts, and from the engine's and the hub's counts: for this process alone, or (under
+//! `--workers`) for the whole host, this worker's live counts and the other workers'
+//! snapshot files (`stats/snapshot.rs` the file format and the sums, `stats/host.rs`
+//! writing and reading the files, `stats/prometheus.rs` the `/metrics` text).
 //! Reads counts; changes nothing.
 
-use std::fmt::Write as _;
+mod host;
+mod prometheus;
+pub(super) mod snapshot;
 
 use bytes::Bytes;
 
 use super::kinds::Kinds;
-use crate::engine::EngineStats;
+use crate::engine::EngineHealth;
 use crate::hub::HubStats;
-use crate::json;
+use crate::json::{self, Obj};
 use crate::transport::Format;
 
 /// Counters the server keeps (the management API exposes them).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Connections accepted.
     pub accepted: u64,
@@ -46,7 +51,7 @@ pub struct Stats {
 
 impl Stats {
     /// The reactor's counters with the engine's and the hub's filled in.
-    pub(super) fn with(mut self, e: EngineStats, h: HubStats) -> Stats {
+    pub(super) fn with(mut self, e: crate::engine::EngineStats, h: HubStats) -> Stats {
         self.published = e.published;
         self.evicted = e.evicted;
         self.delivered = h.delivered;
@@ -55,177 +60,121 @@ impl Stats {
     }
 }
 
-/// Everything `/stats` and `/metrics` report.
+/// Everything `/stats` and `/metrics` report about one process.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Report {
     pub stats: Stats,
     pub kinds: Kinds,
     pub sessions: u64,
-    pub engine: EngineStats,
+    /// The engine's channels (published ones, and those local subscribers named).
+    pub channels: u64,
+    /// The engine's channels that have had a message.
+    pub published_channels: u64,
+    pub engine: EngineHealth,
+}
+
+/// One worker of `--workers`, as the host view lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Worker {
+    /// Its index (0..N), kept by a replacement.
+    pub index: u16,
+    pub pid: u32,
+    /// When its counts were taken (Unix ms).
+    pub written_ms: u64,
+    pub report: Report,
+}
+
+/// What `/stats` and `/metrics` describe.
+pub(super) enum View {
+    /// This process (no `--workers`).
+    One(Report),
+    /// The whole host: the sums, and every worker whose counts are fresh.
+    Host {
+        total: Report,
+        workers: Vec<Worker>,
+        /// The time of this answer (Unix ms).
+        now_ms: u64,
+    },
 }
 
 impl Report {
-    /// `GET /stats`.
-    pub fn json(&self) -> Bytes {
-        let (k, s, e) = (&self.kinds, &self.stats, &self.engine);
-        json::object(|o| {
-            o.obj("connections", |o| {
-                o.num("public", k.public)
-                    .num("admin", k.admin)
-                    .num("parked_polls", k.parked)
-                    .obj("streams", |o| {
-                        for f in Format::ALL {
-                            o.num(&f.path()[1..], k.streams[f.index()]);
-                        }
-                    });
-            })
-            .num("sessions", self.sessions)
-            .num("sessions_evicted", s.sessions_evicted)
-            .num("channels", e.channels)
-            .num("published_channels", e.published_channels)
-            .obj("messages", |o| {
-                o.num("published", s.published)
-                    .num("delivered", s.delivered)
-                    .num("evicted", s.evicted);
-            })
-            .num("bytes_out", s.bytes_out)
-            .num("slow_consumers_dropped", s.slow_consumers)
-            .num("stalled_dropped", s.stalled)
-            .num("io_errors", s.io_errors)
-            .num("accepted", s.accepted)
-            .num("refused_max_conns", s.refused)
-            .num("refused_max_admin_conns", s.refused_admin)
-            .num("accept_errors", s.accept_fd_errors)
-            .num("auth_failures", s.auth_failures);
-        })
+    /// An empty report (nothing counted, the engine unknown and down).
+    pub fn empty() -> Report {
+        Report {
+            stats: Stats::default(),
+            kinds: Kinds::default(),
+            sessions: 0,
+            channels: 0,
+            published_channels: 0,
+            engine: EngineHealth {
+                kind: "unknown",
+                up: false,
+                reconnects: 0,
+                rtt_us: None,
+            },
+        }
     }
 
-    /// `GET /metrics` (Prometheus text format 0.0.4).
-    pub fn prometheus(&self) -> Bytes {
+    /// The fields of `/stats`, into `o`.
+    fn fields(&self, o: &mut Obj) {
         let (k, s, e) = (&self.kinds, &self.stats, &self.engine);
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-            let _ = writeln!(
-                out,
-                "# HELP comet_{name} {help}\n# TYPE comet_{name} {kind}"
-            );
-            for (labels, v) in samples {
-                let _ = writeln!(out, "comet_{name}{labels} {v}");
+        o.obj("connections", |o| {
+            o.num("public", k.public)
+                .num("admin", k.admin)
+                .num("parked_polls", k.parked)
+                .obj("streams", |o| {
+                    for f in Format::ALL {
+                        o.num(&f.path()[1..], k.streams[f.index()]);
+                    }
+                });
+        })
+        .num("sessions", self.sessions)
+        .num("sessions_evicted", s.sessions_evicted)
+        .num("channels", self.channels)
+        .num("published_channels", self.published_channels)
+        .obj("messages", |o| {
+            o.num("published", s.published)
+                .num("delivered", s.delivered)
+                .num("evicted", s.evicted);
+        })
+        .num("bytes_out", s.bytes_out)
+        .num("slow_consumers_dropped", s.slow_consumers)
+        .num("stalled_dropped", s.stalled)
+        .num("io_errors", s.io_errors)
+        .num("accepted", s.accepted)
+        .num("refused_max_conns", s.refused)
+        .num("refused_max_admin_conns", s.refused_admin)
+        .num("accept_errors", s.accept_fd_errors)
+        .num("auth_failures", s.auth_failures)
+        .obj("engine", |o| {
+            o.str("kind", e.kind)
+                .str("state", if e.up { "up" } else { "down" })
+                .num("reconnects", e.reconnects);
+            if let Some(rtt) = e.rtt_us {
+                o.num("rtt_us", rtt);
             }
-        };
-        let mut kinds = vec![
-            ("{kind=\"public\"}".to_string(), k.public),
-            ("{kind=\"admin\"}".to_string(), k.admin),
-            ("{kind=\"parked_poll\"}".to_string(), k.parked),
-        ];
-        for f in Format::ALL {
-            kinds.push((
-                format!("{{kind=\"{}\"}}", &f.path()[1..]),
-                k.streams[f.index()],
-            ));
+        });
+    }
+}
+
+impl View {
+    /// `GET /stats`.
+    pub fn json(&self) -> Bytes {
+        match self {
+            View::One(r) => json::object(|o| r.fields(o)),
+            View::Host {
+                total,
+                workers,
+                now_ms,
+            } => json::object(|o| {
+                total.fields(o);
+                o.arr("workers", workers, |o, w| {
+                    o.num("worker", w.index.into())
+                        .num("pid", w.pid.into())
+                        .num("age_ms", now_ms.saturating_sub(w.written_ms));
+                    w.report.fields(o);
+                });
+            }),
         }
-        let kinds: Vec<(&str, u64)> = kinds.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-        metric(
-            "connections",
-            "gauge",
-            "Open client connections by kind.",
-            &kinds,
-        );
-        let simple: [(&str, &str, &str, u64); 14] = [
-            (
-                "sessions",
-                "gauge",
-                "Long-poll sessions between polls.",
-                self.sessions,
-            ),
-            (
-                "sessions_evicted_total",
-                "counter",
-                "Sessions forgotten at --max-sessions.",
-                s.sessions_evicted,
-            ),
-            ("channels", "gauge", "Channels that exist.", e.channels),
-            (
-                "published_channels",
-                "gauge",
-                "Channels that have had a message (what --max-channels caps).",
-                e.published_channels,
-            ),
-            (
-                "messages_published_total",
-                "counter",
-                "Messages published (per channel).",
-                s.published,
-            ),
-            (
-                "messages_delivered_total",
-                "counter",
-                "Messages handed to subscribers.",
-                s.delivered,
-            ),
-            (
-                "messages_evicted_total",
-                "counter",
-                "Messages dropped from buffers by size or ttl.",
-                s.evicted,
-            ),
-            (
-                "bytes_out_total",
-                "counter",
-                "Bytes written to clients.",
-                s.bytes_out,
-            ),
-            (
-                "slow_consumers_dropped_total",
-                "counter",
-                "Subscribers closed past --max-pending-bytes.",
-                s.slow_consumers,
-            ),
-            (
-                "stalled_dropped_total",
-                "counter",
-                "Connections closed because their unsent output did not move for --idle-timeout.",
-                s.stalled,
-            ),
-            (
-                "io_errors_total",
-                "counter",
-                "Connections closed because a read or write on them failed.",
-                s.io_errors,
-            ),
-            (
-                "connections_accepted_total",
-                "counter",
-                "Connections accepted.",
-                s.accepted,
-            ),
-            (
-                "accept_errors_total",
-                "counter",
-                "accept() failures for lack of descriptors.",
-                s.accept_fd_errors,
-            ),
-            (
-                "auth_failures_total",
-                "counter",
-                "Requests with a missing or wrong admin or subscriber token.",
-                s.auth_failures,
-            ),
-        ];
-        for (name, kind, help, v) in &simple[..12] {
-            metric(name, kind, help, &[("", *v)]);
-        }
-        metric(
-            "connections_refused_total",
-            "counter",
-            "Connections refused at --max-conns (public) or --max-admin-conns (admin).",
-            &[
-                ("{listener=\"public\"}", s.refused),
-                ("{listener=\"admin\"}", s.refused_admin),
-            ],
-        );
-        for (name, kind, help, v) in &simple[12..] {
-            metric(name, kind, help, &[("", *v)]);
-        }
-        Bytes::from(out)
     }
 }

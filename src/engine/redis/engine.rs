@@ -24,12 +24,13 @@ use super::resp::{CommandConn, Pass, PubSubConn};
 use super::scripts;
 use crate::clock::Now;
 use crate::engine::{
-    Answer, Engine, EngineError, EngineEvent, EngineStats, Limits, LogInfo, Message, Read,
-    Reply as EngineReply, Ticket,
+    Answer, Engine, EngineError, EngineEvent, EngineHealth, EngineStats, Limits, LogInfo, Message,
+    Read, Reply as EngineReply, Ticket,
 };
 
 mod admin;
 mod conns;
+mod health;
 mod hold;
 mod live;
 mod replies;
@@ -83,6 +84,8 @@ pub struct RedisEngine {
     /// When the scripts were last loaded again after `NOSCRIPT` (once per second at most:
     /// a pipeline of calls meets it many times).
     scripts_loaded_ms: u64,
+    /// The reconnect backoff's current wait (ms).
+    backoff_ms: u64,
     /// Publish answers held until this process has seen their live messages.
     held: Vec<hold::Held>,
     /// Command tag → the admin call it answers.
@@ -107,6 +110,8 @@ pub struct RedisEngine {
     events: Vec<EngineEvent>,
     more: [bool; 2],
     stats: EngineStats,
+    /// PINGs on the pub/sub connection, their round trip, reconnections that worked.
+    health: health::Health,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -147,6 +152,7 @@ impl RedisEngine {
             shas,
             admin_tags: HashMap::new(),
             held: Vec::new(),
+            backoff_ms: BACKOFF_MIN_MS,
             scripts_loaded_ms: 0,
             next_tag: 1,
             next_ticket: 1,
@@ -156,6 +162,7 @@ impl RedisEngine {
             events: Vec::new(),
             more: [false; 2],
             stats: EngineStats::default(),
+            health: health::Health::default(),
         })
     }
 
@@ -204,7 +211,7 @@ impl Engine for RedisEngine {
     ) -> EngineReply<Result<Vec<u64>, EngineError>> {
         self.last_ms = now.ms;
         self.check_down(now.ms);
-        if self.down.is_some() || self.cmd.dead().is_some() {
+        if self.down.is_some() || self.cmd.dead().is_some() || !self.answered() {
             return EngineReply::Now(Err(EngineError::Unavailable));
         }
         let call = self.next_ticket;
@@ -299,10 +306,15 @@ impl Engine for RedisEngine {
     fn next_deadline(&self) -> Option<u64> {
         // A connection that stopped reading at its budget goes on next turn.
         let more = self.more.iter().any(|&m| m).then_some(0);
-        [more, self.down.map(|(at, _)| at), self.held_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            more,
+            self.down.map(|(at, _)| at),
+            self.held_deadline(),
+            self.ping_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn advance(&mut self, now: Now) {
@@ -313,6 +325,7 @@ impl Engine for RedisEngine {
             }
         }
         self.reconnect(now.ms);
+        self.ping_tick(now);
         self.release_held();
     }
 
@@ -353,6 +366,13 @@ impl Engine for RedisEngine {
     }
 
     fn healthy(&self) -> bool {
-        self.down.is_none() && self.cmd.dead().is_none() && self.sub.dead().is_none()
+        self.down.is_none()
+            && self.cmd.dead().is_none()
+            && self.sub.dead().is_none()
+            && self.answered()
+    }
+
+    fn health(&self) -> EngineHealth {
+        self.health_report(self.healthy())
     }
 }

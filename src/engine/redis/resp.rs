@@ -300,6 +300,12 @@ impl<M: Mode> RespConn<M> {
         Ok(())
     }
 
+    /// Kills the connection from outside (its peer stopped answering): what waited on it
+    /// fails with `why`, as if the socket had failed.
+    pub(crate) fn kill(&mut self, why: RespError) {
+        self.die(why);
+    }
+
     /// Marks the connection dead (once) and fails what waited on it.
     fn die(&mut self, why: RespError) -> RespError {
         if let State::Dead(first) = self.state {

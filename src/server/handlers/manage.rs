@@ -107,31 +107,34 @@ impl Server {
         ok
     }
 
-    /// Everything `/stats` and `/metrics` report. Debug builds check the connection
+    /// Everything `/stats` and `/metrics` report about this process. Debug builds check the connection
     /// counts (kept as phases change) against a full count.
-    fn report(&self) -> Report {
+    pub(in crate::server) fn report(&self) -> Report {
         debug_assert_eq!(
             self.kinds,
             Kinds::recount(self.conns.iter().map(|(_, c)| c)),
             "connection counts drifted"
         );
+        let engine = self.engine.stats();
         Report {
             stats: self.stats(),
             kinds: self.kinds,
             sessions: self.hub.sessions() as u64,
-            engine: self.engine.stats(),
+            channels: engine.channels,
+            published_channels: engine.published_channels,
+            engine: self.engine.health(),
         }
     }
 
     /// `GET /stats`.
     pub(in crate::server) fn handle_stats(&mut self, key: Key<Conn>, head: &Head, cors: Cors) {
-        let body = self.report().json();
+        let body = self.view().json();
         self.respond_ok(key, head, cors, ctype::JSON, body);
     }
 
     /// `GET /metrics` (Prometheus text format 0.0.4).
     pub(in crate::server) fn handle_metrics(&mut self, key: Key<Conn>, head: &Head, cors: Cors) {
-        let body = self.report().prometheus();
+        let body = self.view().prometheus();
         self.respond_ok(key, head, cors, ctype::METRICS, body);
     }
 }

@@ -42,7 +42,7 @@ impl RedisEngine {
         args: &[&[u8]],
     ) -> EngineReply<Result<T, EngineError>> {
         self.check_down(self.last_ms);
-        if self.down.is_some() || self.cmd.dead().is_some() {
+        if self.down.is_some() || self.cmd.dead().is_some() || !self.answered() {
             return EngineReply::Now(Err(EngineError::Unavailable));
         }
         let nkeys = keys.len().to_string();

@@ -15,8 +15,14 @@ impl RedisEngine {
     /// A command connection (the script loaded first, so the `EVALSHA`s behind it find
     /// it) and a pub/sub connection.
     pub(super) fn open(addr: SocketAddr, db: u32) -> io::Result<(CommandConn, PubSubConn)> {
-        let mut cmd = CommandConn::connect(addr, DEFAULT_MAX_REPLY)?;
+        let cmd = Self::open_cmd(addr, db)?;
         let sub = PubSubConn::connect(addr, DEFAULT_MAX_REPLY)?;
+        Ok((cmd, sub))
+    }
+
+    /// A command connection, its database selected and the scripts loaded.
+    fn open_cmd(addr: SocketAddr, db: u32) -> io::Result<CommandConn> {
+        let mut cmd = CommandConn::connect(addr, DEFAULT_MAX_REPLY)?;
         if db != 0 {
             cmd.send(0, &[b"SELECT", db.to_string().as_bytes()])
                 .map_err(|e| io::Error::other(format!("redis: {e:?}")))?;
@@ -25,7 +31,7 @@ impl RedisEngine {
             cmd.send(0, &[b"SCRIPT", b"LOAD", script.as_bytes()])
                 .map_err(|e| io::Error::other(format!("redis: {e:?}")))?;
         }
-        Ok((cmd, sub))
+        Ok(cmd)
     }
 
     /// Loads every script again on the command connection (after `NOSCRIPT`).
@@ -36,18 +42,28 @@ impl RedisEngine {
     }
 
     /// A connection died: publishes answer 503 until a reconnect, tried after a backoff
-    /// that doubles up to `BACKOFF_MAX_MS`.
+    /// that doubles (up to `BACKOFF_MAX_MS`) while reconnections fail before answering
+    /// (a connect to a dead Redis fails only once tried), and starts over once one did.
     pub(super) fn check_down(&mut self, now_ms: u64) {
         let dead = self.cmd.dead().or(self.sub.dead());
         if let (Some(e), None) = (dead, self.down) {
-            log::warn!("redis at {} unreachable ({e:?}); retrying", self.addr);
-            self.down = Some((now_ms + BACKOFF_MIN_MS, BACKOFF_MIN_MS));
+            let wait = if self.answered() {
+                BACKOFF_MIN_MS
+            } else {
+                (self.backoff_ms * 2).clamp(BACKOFF_MIN_MS, BACKOFF_MAX_MS)
+            };
+            self.backoff_ms = wait;
+            log::warn!(
+                "redis at {} unreachable ({e}); retrying in {wait} ms",
+                self.addr
+            );
+            self.down = Some((now_ms + wait, wait));
         }
     }
 
-    /// Connects again, registers the new sockets, subscribes to every watched channel
-    /// again. (Catching the watched channels up from their subscribers' cursors is not
-    /// done yet: see docs/redis-engine.md.)
+    /// Opens again the connections that died (a command connection still alive keeps its
+    /// calls in flight), registers the new sockets, subscribes to every watched channel
+    /// again and reads each one back from the seq it expects next.
     pub(super) fn reconnect(&mut self, now_ms: u64) {
         let Some((at, wait)) = self.down else {
             return;
@@ -58,18 +74,30 @@ impl RedisEngine {
         let retry = |e: &dyn std::fmt::Debug, this: &mut Self| {
             log::debug!("redis reconnect failed: {e:?}");
             let wait = (wait * 2).min(BACKOFF_MAX_MS);
+            this.backoff_ms = wait;
             this.down = Some((now_ms + wait, wait));
         };
-        let (mut cmd, mut sub) = match Self::open(self.addr, self.db) {
-            Ok(c) => c,
+        // The calls that died with the command connection are answered (503) first.
+        self.replies();
+        let new_cmd = match self.cmd.dead() {
+            Some(_) => match Self::open_cmd(self.addr, self.db) {
+                Ok(c) => Some(c),
+                Err(e) => return retry(&e, self),
+            },
+            None => None,
+        };
+        let mut sub = match PubSubConn::connect(self.addr, DEFAULT_MAX_REPLY) {
+            Ok(s) => s,
             Err(e) => return retry(&e, self),
         };
+        let mut cmd = new_cmd;
         if let Some((registry, first)) = &self.registry {
-            let _ = self.cmd.deregister(registry);
             let _ = self.sub.deregister(registry);
-            let r = cmd
-                .register(registry, mio::Token(*first))
-                .and_then(|_| sub.register(registry, mio::Token(first + 1)));
+            let mut r = sub.register(registry, mio::Token(first + 1));
+            if let Some(c) = cmd.as_mut() {
+                let _ = self.cmd.deregister(registry);
+                r = r.and_then(|_| c.register(registry, mio::Token(*first)));
+            }
             if let Err(e) = r {
                 return retry(&e, self);
             }
@@ -77,7 +105,9 @@ impl RedisEngine {
         for live in self.watched.keys() {
             let _ = sub.subscribe(live);
         }
-        self.cmd = cmd;
+        if let Some(c) = cmd {
+            self.cmd = c;
+        }
         self.sub = sub;
         self.down = None;
         self.reconnects += 1;
