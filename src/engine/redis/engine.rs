@@ -352,6 +352,7 @@ impl Engine for RedisEngine {
     }
 
     fn healthy(&self) -> bool {
-        self.down.is_none() && self.cmd.dead().is_none() && self.sub.dead().is_none()
+        // A reconnect only starts the connects: Redis is reachable once they completed.
+        self.down.is_none() && self.cmd.connected() && self.sub.connected()
     }
 }
