@@ -1,7 +1,7 @@
 //! Shared helpers for integration tests: start a real server on ephemeral loopback ports,
 //! speak raw HTTP/1.1 to it, and wait (boundedly) for observable state. The pieces live
-//! in submodules (`server`, `http`, `stream`, `poller`, `process`, `redis`, `proxy`) and
-//! are re-exported here, so test files name them `util::…`.
+//! in submodules (`server`, `http`, `stream`, `poller`, `process`, `redis`, `proxy`,
+//! `workers`) and are re-exported here, so test files name them `util::…`.
 #![allow(dead_code)]
 
 mod http;
@@ -12,6 +12,7 @@ mod proxy;
 mod redis;
 mod server;
 mod stream;
+mod workers;
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,8 @@ pub use redis::Redis;
 pub use server::{redis_gateway, TestServer};
 #[allow(unused_imports)]
 pub use stream::{cursor_query, StreamClient, Transport, TRANSPORTS};
+#[allow(unused_imports)]
+pub use workers::Workers;
 
 /// Longest any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(20);
