@@ -1,6 +1,7 @@
 //! `--workers N`: the parent runs N reactor processes on shared ports (SO_REUSEPORT),
-//! replaces one that dies, and passes SIGTERM on for the drain. With the memory engine
-//! N > 1 refuses to start, saying why.
+//! replaces one that dies (its clients resume on any worker with their cursor), and
+//! passes SIGTERM on for the drain. With the memory engine N > 1 refuses to start,
+//! saying why.
 
 mod util;
 
