@@ -129,7 +129,7 @@ fn redis_restarted_without_its_data_resets_every_subscriber_once() {
     for s in &mut streams {
         assert_eq!(s.briefs(1), [format!("d{before}")]);
     }
-    let poll_a = poll_until(a.public, before + 1, "first");
+    let poll_a = poll_until(a.public, before + 1, "second");
     let poll_b = poll_until(b.public, before + 1, "second");
     wait_until("a's poll is parked", || parked_polls(&a) == 1);
 
@@ -151,11 +151,11 @@ fn redis_restarted_without_its_data_resets_every_subscriber_once() {
     for s in on_a.iter_mut() {
         assert_eq!(s.briefs(2), data_briefs([first, second]));
     }
-    assert_eq!(poll_a.join().unwrap(), [reset.clone(), format!("d{first}")]);
+    let want = [reset, format!("d{first}"), format!("d{second}")];
+    assert_eq!(poll_a.join().unwrap(), want);
     // b's learn of it once b gets through, with what it has had meanwhile.
     assert_eq!(health(&b), 503, "b cannot reach Redis yet");
     proxy.release();
-    let want = [reset, format!("d{first}"), format!("d{second}")];
     for s in on_b.iter_mut() {
         assert_eq!(s.briefs(3), want);
     }

@@ -37,8 +37,10 @@ impl Relay {
 
 #[derive(Default)]
 struct State {
-    /// New connections are closed at once instead of relayed.
+    /// Its port is closed: connecting is refused.
     held: AtomicBool,
+    /// Its port is open (false while held).
+    listening: AtomicBool,
     stopped: AtomicBool,
     accepted: AtomicUsize,
     /// Redis's answers are held back on connections whose first bytes contain this.
@@ -100,53 +102,85 @@ fn pump(
     let _ = to.shutdown(Shutdown::Both);
 }
 
+/// Relays the connections `listener` accepts; while held, closes it and binds its
+/// address again once released.
+fn serve(mut listener: TcpListener, upstream: SocketAddr, st: &Arc<State>) {
+    let addr = listener.local_addr().unwrap();
+    loop {
+        for client in listener.incoming() {
+            if st.stopped.load(Ordering::SeqCst) {
+                return;
+            }
+            if st.held.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(upstream) else {
+                let _ = client.shutdown(Shutdown::Both);
+                continue;
+            };
+            relay(client, server, st);
+        }
+        drop(listener);
+        st.listening.store(false, Ordering::SeqCst);
+        while st.held.load(Ordering::SeqCst) && !st.stopped.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if st.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        // The same port again (SO_REUSEADDR, as std sets it, so no TIME_WAIT stops it).
+        listener = TcpListener::bind(addr).expect("the proxy binds its port again");
+        st.listening.store(true, Ordering::SeqCst);
+    }
+}
+
+fn relay(client: TcpStream, server: TcpStream, st: &Arc<State>) {
+    let relay = Relay {
+        n: st.accepted.fetch_add(1, Ordering::SeqCst),
+        client: client.try_clone().unwrap(),
+        server: server.try_clone().unwrap(),
+        sent: Arc::default(),
+        cut: Arc::default(),
+    };
+    let r = (relay.sent.clone(), relay.cut.clone());
+    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    st.relays.lock().unwrap().push(relay);
+    let (r2, st2, st3) = (r.clone(), st.clone(), st.clone());
+    std::thread::spawn(move || pump(client, s2, true, r, st2));
+    std::thread::spawn(move || pump(server, c2, false, r2, st3));
+}
+
 impl Proxy {
     pub fn start(upstream: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
+        state.listening.store(true, Ordering::SeqCst);
         let st = state.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if st.stopped.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(client) = client else { continue };
-                if st.held.load(Ordering::SeqCst) {
-                    let _ = client.shutdown(Shutdown::Both);
-                    continue;
-                }
-                let Ok(server) = TcpStream::connect(upstream) else {
-                    let _ = client.shutdown(Shutdown::Both);
-                    continue;
-                };
-                let relay = Relay {
-                    n: st.accepted.fetch_add(1, Ordering::SeqCst),
-                    client: client.try_clone().unwrap(),
-                    server: server.try_clone().unwrap(),
-                    sent: Arc::default(),
-                    cut: Arc::default(),
-                };
-                let r = (relay.sent.clone(), relay.cut.clone());
-                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                st.relays.lock().unwrap().push(relay);
-                let (r2, st2, st3) = (r.clone(), st.clone(), st.clone());
-                std::thread::spawn(move || pump(client, s2, true, r, st2));
-                std::thread::spawn(move || pump(server, c2, false, r2, st3));
-            }
-        });
+        std::thread::spawn(move || serve(listener, upstream, &st));
         Proxy { addr, state }
     }
 
-    /// Cuts every relayed connection and refuses new ones until [`release`](Self::release).
+    /// Cuts every relayed connection and closes its port (connecting is refused, as by
+    /// a Redis that is down) until [`release`](Self::release).
     pub fn hold(&self) {
         self.state.held.store(true, Ordering::SeqCst);
         self.cut("");
+        // Wakes the accept loop, which closes the port; then nothing gets through.
+        let _ = TcpStream::connect(self.addr);
+        super::wait_until("the proxy's port is closed", || {
+            !self.state.listening.load(Ordering::SeqCst)
+        });
+        self.cut("");
     }
 
-    /// Relays new connections again.
+    /// Opens its port again and relays new connections.
     pub fn release(&self) {
         self.state.held.store(false, Ordering::SeqCst);
+        super::wait_until("the proxy's port is open again", || {
+            self.state.listening.load(Ordering::SeqCst)
+        });
     }
 
     /// Cuts the relayed connections on which the gateway's first bytes contain `kind`
@@ -203,8 +237,8 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.hold();
         self.state.stopped.store(true, Ordering::SeqCst);
+        self.cut("");
         // Wakes the accept loop so that it sees `stopped`.
         let _ = TcpStream::connect(self.addr);
     }
