@@ -1,6 +1,7 @@
 //! `--workers N`: the parent runs N reactor processes on shared ports (SO_REUSEPORT),
-//! replaces one that dies, and passes SIGTERM on for the drain. With the memory engine
-//! N > 1 refuses to start, saying why.
+//! replaces one that dies (its clients resume on any worker with their cursor), and
+//! passes SIGTERM on for the drain. With the memory engine N > 1 refuses to start,
+//! saying why.
 
 mod util;
 
@@ -102,4 +103,80 @@ fn workers_share_the_ports_are_replaced_when_they_die_and_drain_on_sigterm() {
         );
     }
     let _ = std::fs::remove_file(&log_path);
+}
+
+fn publish(admin: SocketAddr, body: &str) -> util::Response {
+    util::request(
+        admin,
+        &format!(
+            "POST /pub?channel=wk HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// Publishes once the workers can (503 while a worker's engine is still connecting).
+fn publish_seq(admin: SocketAddr, body: &str) -> u64 {
+    let mut seq = None;
+    wait_until("a publish is accepted", || {
+        let r = publish(admin, body);
+        assert!(matches!(r.status, 200 | 503), "{}: {}", r.status, r.text());
+        seq = (r.status == 200).then(|| r.json()["seq"].as_u64().unwrap());
+        seq.is_some()
+    });
+    seq.unwrap()
+}
+
+#[test]
+fn the_clients_of_a_killed_worker_resume_on_any_worker_with_exactly_what_they_missed() {
+    let redis = Redis::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let mut w = util::Workers::spawn(2, &["--engine", &url]);
+    wait_until("both workers started", || {
+        w.started(0).len() == 1 && w.started(1).len() == 1
+    });
+    wait_until("the admin port answers", || {
+        std::net::TcpStream::connect(w.admin).is_ok() && get(w.admin, "/healthz").status == 200
+    });
+    let mut s = util::StreamClient::open(w.public, util::Transport::Events, "channel=wk", "");
+    assert_eq!(s.next_non_noop().unwrap()["type"], "hello");
+    let first = publish_seq(w.admin, "one");
+    assert_eq!(s.briefs(1), [format!("d{first}")]);
+    let cursor = s.last_id.clone().unwrap();
+    assert_eq!(cursor, format!("wk:{}", first + 1));
+    let (i, pid) = w.serving(&s.conn.sock).expect("a worker holds the stream");
+
+    // SAFETY: kill(2) on a worker of the gateway this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    while let Some(e) = s.next_event() {
+        assert_eq!(e["type"], "noop", "from a killed worker: {e}");
+    }
+    wait_until("the parent saw it die", || {
+        w.log().contains(&format!("worker {i} exited"))
+    });
+    // Published meanwhile, through the admin port: the surviving worker serves it.
+    let missed: Vec<u64> = ["two", "three", "four"]
+        .iter()
+        .map(|m| publish_seq(w.admin, m))
+        .collect();
+    assert_eq!(missed, [first + 1, first + 2, first + 3]);
+    wait_until("the worker replaced", || w.started(i).len() == 2);
+    assert_ne!(w.started(i)[1], pid);
+    // The client comes back (EventSource: Last-Event-ID) to whichever worker the kernel
+    // picks; a few clients, so both workers are likely to take some.
+    let header = format!("Last-Event-ID: {cursor}\r\n");
+    let mut back: Vec<util::StreamClient> = (0..4)
+        .map(|_| util::StreamClient::open(w.public, util::Transport::Events, "channel=wk", &header))
+        .collect();
+    for c in &mut back {
+        let hello = c.next_non_noop().unwrap();
+        assert_eq!(hello["cursor"], cursor.as_str(), "{hello}");
+        assert_eq!(c.briefs(3), util::data_briefs(first + 1..=first + 3));
+    }
+    let live = publish_seq(w.admin, "five");
+    assert_eq!(live, first + 4);
+    for c in &mut back {
+        assert_eq!(c.briefs(1), [format!("d{live}")]);
+    }
+    assert!(w.stop().success(), "{}", w.log());
 }

@@ -1,15 +1,18 @@
 //! Shared helpers for integration tests: start a real server on ephemeral loopback ports,
 //! speak raw HTTP/1.1 to it, and wait (boundedly) for observable state. The pieces live
-//! in submodules (`server`, `http`, `stream`, `process`, `redis`) and are re-exported here, so
-//! test files name them `util::…`.
+//! in submodules (`server`, `http`, `stream`, `poller`, `process`, `redis`, `proxy`,
+//! `workers`) and are re-exported here, so test files name them `util::…`.
 #![allow(dead_code)]
 
 mod http;
 mod later;
+mod poller;
 mod process;
+mod proxy;
 mod redis;
 mod server;
 mod stream;
+mod workers;
 
 use std::time::{Duration, Instant};
 
@@ -19,13 +22,19 @@ pub use http::{get, request, send_poll, stats, tiny_reader, write_what_fits, Con
 #[allow(unused_imports)]
 pub use later::{Delay, Later};
 #[allow(unused_imports)]
+pub use poller::{brief, data_briefs, Poller};
+#[allow(unused_imports)]
 pub use process::{refused_to_start, ChildGateway};
+#[allow(unused_imports)]
+pub use proxy::Proxy;
 #[allow(unused_imports)]
 pub use redis::Redis;
 #[allow(unused_imports)]
-pub use server::TestServer;
+pub use server::{redis_gateway, TestServer};
 #[allow(unused_imports)]
 pub use stream::{cursor_query, StreamClient, Transport, TRANSPORTS};
+#[allow(unused_imports)]
+pub use workers::Workers;
 
 /// Longest any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(20);

@@ -98,3 +98,13 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// A gateway on the Redis engine at `redis`, with `tweak` applied to its flags (the
+/// engine's limits follow them, as in the binary).
+pub fn redis_gateway(redis: SocketAddr, tweak: impl Fn(&mut Config)) -> TestServer {
+    use comet_gateway::engine::{redis::RedisEngine, Limits};
+    let mut config = Config::ephemeral();
+    tweak(&mut config);
+    let engine = RedisEngine::connect(redis, "comet:", Limits::of(&config)).expect("connects");
+    TestServer::start_with_engine(move |c| *c = config, Box::new(engine))
+}

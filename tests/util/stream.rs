@@ -172,14 +172,27 @@ impl StreamClient {
         }
     }
 
-    /// The next event that is not a heartbeat.
+    /// The next event that is not a heartbeat, within `WAIT` (however many heartbeats
+    /// come meanwhile).
     pub fn next_non_noop(&mut self) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + WAIT;
         loop {
+            assert!(Instant::now() < deadline, "only heartbeats for {WAIT:?}");
             let e = self.next_event()?;
             if e["type"] != "noop" {
                 return Some(e);
             }
         }
+    }
+
+    /// The next `n` events that are not heartbeats, in short (see `brief`).
+    pub fn briefs(&mut self, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                let e = self.next_non_noop();
+                super::brief(&e.unwrap_or_else(|| panic!("stream ended at {i}/{n}")))
+            })
+            .collect()
     }
 
     /// Reads `n` data events (skipping heartbeats), failing on anything else.

@@ -366,10 +366,9 @@ impl Engine for RedisEngine {
     }
 
     fn healthy(&self) -> bool {
-        self.down.is_none()
-            && self.cmd.dead().is_none()
-            && self.sub.dead().is_none()
-            && self.answered()
+        // A reconnect only starts the connects: Redis is reachable once they completed
+        // and the new pub/sub connection answered a PING.
+        self.down.is_none() && self.cmd.connected() && self.sub.connected() && self.answered()
     }
 
     fn health(&self) -> EngineHealth {

@@ -180,6 +180,11 @@ impl<M: Mode> RespConn<M> {
         }
     }
 
+    /// True once the connect has completed, until the connection dies.
+    pub(crate) fn connected(&self) -> bool {
+        self.state == State::Open
+    }
+
     /// Bytes queued and not yet written.
     pub(crate) fn pending_out(&self) -> usize {
         self.pending_out

@@ -16,6 +16,9 @@ const UNPUBLISHED_TTL_S: u64 = 60;
 impl RedisEngine {
     /// Sends the reads whose channel's subscription has taken effect.
     pub(super) fn send_reads(&mut self) {
+        if self.down.is_some() || self.cmd.dead().is_some() {
+            return;
+        }
         // The meta a read creates for a channel nobody published to lives a minute (or
         // --channel-ttl if shorter) after the last read: names that anonymous subscribers
         // made up do not stay in Redis for long. A channel whose meta went before its

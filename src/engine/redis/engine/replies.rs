@@ -30,6 +30,12 @@ impl RedisEngine {
                 continue;
             }
             if let Some((ticket, name, cursor)) = self.read_tags.remove(&tag) {
+                if reply.is_err() && self.is_watched(&name) {
+                    // The connection died before the answer: asked again once a new one
+                    // has subscribed (never answered as "no log", never a false `lost`).
+                    self.unsent_reads.push((ticket, name, cursor));
+                    continue;
+                }
                 let read = reply.ok().and_then(|r| self.resolve(&name, cursor, r));
                 if ticket == REPAIR {
                     self.repaired(&name, cursor.unwrap_or(0), read);
