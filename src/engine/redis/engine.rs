@@ -299,8 +299,13 @@ impl Engine for RedisEngine {
         self.send_list(prefix, limit)
     }
 
+    /// `channels` counts the channels this process follows; `published_channels` and
+    /// `evicted` live in Redis and are not counted here (`GET /channels` lists them).
     fn stats(&self) -> EngineStats {
-        self.stats
+        EngineStats {
+            channels: self.watched.len() as u64,
+            ..self.stats
+        }
     }
 
     fn next_deadline(&self) -> Option<u64> {

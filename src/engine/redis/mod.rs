@@ -1,4 +1,4 @@
-//! The Redis engine (issue 11, in progress): channel logs in a Redis shared by many
+//! The Redis engine: channel logs in a Redis shared by many
 //! gateway processes. `publish.lua`, `read.lua` and `delete.lua` are the atomic steps
 //! (seq assignment + capped history + live publish in one script); the connections are
 //! non-blocking and driven by the reactor's `Poll`.
