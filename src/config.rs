@@ -240,8 +240,8 @@ pub struct Config {
     pub sndbuf: usize,
 
     /// Where channel logs live: `memory` (this process only) or
-    /// `redis://HOST:PORT[/DB]` (shared by every gateway process pointed at it; in
-    /// progress: see docs/redis-engine.md).
+    /// `redis://HOST:PORT[/DB]` (shared by every gateway process pointed at it, on one
+    /// host or many: one seq space per channel; see README "Scaling out").
     #[arg(long, default_value = "memory", value_parser = engine_url)]
     pub engine: EngineUrl,
 
