@@ -4,27 +4,28 @@
 # reactor processes on shared ports, `comet-loadtest --processes P` with
 # P = ceil(N/18000) generator processes (every process here, gateway worker or generator,
 # may open at most 20,000 descriptors), source addresses from 127.0.0.2 on (at most
-# PER_ADDR=5000 connections each: see below), then
+# PER_ADDR=5000 connections each: see below), every subscriber held idle for HOLD, then
 # --burst messages to all of them with an exact account (expected = received, nothing
 # lost, duplicated or out of order).
 #
 #   N=200000 BURST=5 loadtest/scale1m.sh          # OUT defaults to target/scale1m/N
 #
-# Knobs (environment): N, BURST (5), RAMP (connections/s in all, 5000), W, P, HEARTBEAT
-# and ENGINE_TIMEOUT (the gateway's --heartbeat and --engine-timeout, 25s and 5s as its
-# defaults), HOLD (all subscribers held idle this long before publishing, 30s), DRAIN
-# (s, 600), PUBLISH_TIMEOUT (the load generator's wait for a publish's answer, 120s:
-# under a full fan-out the worker holding the admin connection answers late), RUN_TIMEOUT (s),
-# NOBUILD=1, FORCE=1 (run even if the memory estimate does not fit), ports REDIS_PORT,
-# PUB_PORT, ADMIN_PORT.
+# Knobs (environment): N; BURST (5); RAMP (new connections per second in all, 5000);
+# W; P; PER_ADDR (connections per source address, 5000); HEARTBEAT and ENGINE_TIMEOUT
+# (the gateway's --heartbeat and --engine-timeout: 25s and 5s, its defaults); HOLD
+# (seconds every subscriber is held idle before publishing, 30s); PUBLISH_TIMEOUT (the
+# generator's wait for a publish's answer, 120s: under a full fan-out the worker that
+# holds the admin connection answers late); DRAIN (s, 600); RUN_TIMEOUT (s); TCP_MEM;
+# NOBUILD=1; FORCE=1 (run even if the memory estimate does not fit); REDIS_PORT,
+# PUB_PORT, ADMIN_PORT (16511, 18711, 18611).
 #
 # Before the run it checks, and raises only where needed and writable, the kernel limits
 # that would cap the count silently: fs.file-max, net.ipv4.ip_local_port_range (widened
-# only if one source address would need more than 2/3 of one parity's ports), net.core.somaxconn and
-# net.ipv4.tcp_max_syn_backlog (accept/SYN queues of each worker's listener),
-# net.netfilter.nf_conntrack_max (if conntrack is tracking anything), and net.ipv4.tcp_mem only if
-# TCP_MEM="min pressure max" is given. Old and new values go to $OUT/sysctl.log; nothing
-# is restored.
+# only if one source address would need more than 2/3 of one parity's ports),
+# net.core.somaxconn and net.ipv4.tcp_max_syn_backlog (accept/SYN queues of each
+# worker's listener), net.netfilter.nf_conntrack_max (if conntrack is tracking
+# anything), and net.ipv4.tcp_mem only if TCP_MEM="min pressure max" is given. Old and
+# new values go to $OUT/sysctl.log; nothing is restored.
 #
 # Every 2 s a sampler appends to $OUT/samples.log (header in the file): summed RSS of the
 # gateway workers and of the load generators, /proc/net/sockstat TCP inuse/orphan/tw/mem
@@ -33,10 +34,12 @@
 # TCPMemoryPressures, TCPAbortOnMemory, TCPRcvQDrop, TCPBacklogDrop, Tcp RetransSegs;
 # plus the load generator's last progress (ready, delivered), the load average and
 # running tasks, /proc/stat CPU jiffies (user+nice, system, irq, softirq, idle) and
-# /proc/pressure/cpu some avg10, and the CPU jiffies of pid 1 (this VM's agent, which
-# lists every process's /proc/PID/fd). The sampler runs at nice -10 so that it keeps its
-# pace when the box is overloaded. $OUT/summary.txt has the figures per subscriber at
-# the idle point (all ready, nothing delivered) and at the peak.
+# /proc/pressure/cpu some avg10, the CPU jiffies of pid 1 (this VM's agent, which
+# lists every process's /proc/PID/fd), and of the gateway workers, the generators and
+# Redis. The sampler runs at nice -10 so that it keeps its pace when the box is
+# overloaded. $OUT/summary.txt has the figures per subscriber at the idle point (all
+# ready, nothing delivered) and at the peak, the CPU of the fan-out, the counters and
+# the kernel caches that grew.
 #
 # Bounded: every loop has a count, the load generator runs under `timeout`, and an EXIT
 # trap ends every process this script started (Redis, the gateway and its workers, the
@@ -186,6 +189,10 @@ GW_KIDS=$(kids "$GW" | tr '\n' ' ')
 log "redis $REDIS, gateway $GW with $(echo $GW_KIDS | wc -w) workers"
 
 # ---- sampler ---------------------------------------------------------------------------
+cpu_of() { # summed user+system CPU (jiffies) of the given pids
+  [ $# -gt 0 ] || { echo 0; return; }
+  for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null; done | awk '{sub(/^.*\) /, ""); s+=$12+$13} END{print s+0}'
+}
 rss_of() { # summed VmRSS (KiB) of the given pids
   [ $# -gt 0 ] || { echo 0; return; }
   for p in "$@"; do cat "/proc/$p/status" 2>/dev/null; done | awk '/^VmRSS:/{s+=$2} END{print s+0}'
@@ -200,7 +207,9 @@ sample() {
   prog=$(tail -n1 "$OUT/progress.log" 2>/dev/null || true)
   ready=$(echo "$prog" | sed -n 's/.* ready \([0-9]*\) .*/\1/p')
   delivered=$(echo "$prog" | sed -n 's/.* delivered \([0-9]*\) .*/\1/p')
-  echo "$(date +%s) $(rss_of $GW_KIDS) $(rss_of $(gens))" \
+  local g
+  g=$(gens)
+  echo "$(date +%s) $(rss_of $GW_KIDS) $(rss_of $g)" \
     "$(awk '/^TCP:/{print $3, $5, $7, $11}' /proc/net/sockstat)" \
     "$(awk '/^Slab:/{s=$2} /^SUnreclaim:/{u=$2} /^MemAvailable:/{a=$2} END{print s, u, a}' /proc/meminfo)" \
     "$(cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo -)" \
@@ -210,9 +219,10 @@ sample() {
     "${ready:-0} ${delivered:-0} $(cut -d' ' -f1,4 /proc/loadavg)" \
     "$(awk '/^cpu /{print $2+$3, $4, $7, $8, $5}' /proc/stat)" \
     "$(awk -F'[= ]' '/^some/{print $3}' /proc/pressure/cpu 2>/dev/null || echo -)" \
-    "$(awk '{print $14+$15}' /proc/1/stat 2>/dev/null || echo -)"
+    "$(awk '{print $14+$15}' /proc/1/stat 2>/dev/null || echo -)" \
+    "$(cpu_of $GW_KIDS) $(cpu_of $g) $(cpu_of $REDIS)"
 }
-echo "# epoch gw_rss_kib gen_rss_kib tcp_inuse tcp_orphan tcp_tw tcp_mem_pages slab_kib sunreclaim_kib memavail_kib conntrack listen_overflows listen_drops tcp_mem_pressures tcp_abort_on_memory tcp_rcvq_drop tcp_backlog_drop retrans_segs lt_ready lt_delivered load1 running/total cpu_user_jiffies cpu_sys cpu_irq cpu_softirq cpu_idle cpu_pressure_avg10 pid1_jiffies" >"$OUT/samples.log"
+echo "# epoch gw_rss_kib gen_rss_kib tcp_inuse tcp_orphan tcp_tw tcp_mem_pages slab_kib sunreclaim_kib memavail_kib conntrack listen_overflows listen_drops tcp_mem_pressures tcp_abort_on_memory tcp_rcvq_drop tcp_backlog_drop retrans_segs lt_ready lt_delivered load1 running/total cpu_user_jiffies cpu_sys cpu_irq cpu_softirq cpu_idle cpu_pressure_avg10 pid1_jiffies gw_cpu_jiffies gen_cpu_jiffies redis_cpu_jiffies" >"$OUT/samples.log"
 rm -f "$OUT/lt.pid" "$OUT"/slabinfo.* "$OUT/progress.log" "$OUT/run.json"
 sample | tee "$OUT/before.log" >>"$OUT/samples.log"
 cat /proc/slabinfo >"$OUT/slabinfo.before" 2>/dev/null || true
@@ -259,7 +269,7 @@ grep -v '^\[' "$OUT/progress.log" | head -20 || true
 awk -v n="$N" '
   /^#/ {next}
   NR==2 || b=="" {b=$0; split($0, B)}
-  $19==n && $20==0 {idle=$0}
+  $19==n && $20==0 && $3>0 {idle=$0}
   $8>ps {ps=$8; peak=$0}
   $4>pt {pt=$4}
   END {
@@ -274,6 +284,17 @@ awk -v n="$N" '
     printf "peak, per subscriber: gateway RSS %.0f B, generator RSS %.0f B; per pair: Slab %.0f B (SUnreclaim %.0f B); MemAvailable %d -> %d kB\n",
       (K[2]-B[2])*1024/n, (K[3]-B[3])*1024/n, (K[8]-B[8])*1024/n, (K[9]-B[9])*1024/n, B[10], K[10]
   }' "$OUT/samples.log" | tee "$OUT/summary.txt"
+# CPU (jiffies, 100 per second) of the gateway workers, the generators, Redis and pid 1
+# from the last idle sample to the last one before the connections began to close (TCP
+# inuse still at least 95% of idle): publishing, the fan-out, the heartbeats meanwhile.
+awk -v n="$N" -v b="$BURST" '
+  !/^#/ && $19==n && $20==0 && $3>0 {i=$0; split(i, I); e=""; stop=0; next}
+  !/^#/ && i!="" && !stop { if ($4 >= 0.95*I[4]) e=$0; else stop=1 }
+  END {if (i=="" || e=="") exit; split(e, E);
+    printf "CPU from the last idle sample to the last before closing (%d s, %d of %d deliveries): gateway %.1f s, generators %.1f s, redis %.1f s, pid 1 %.1f s, box busy %.1f s of %d; gateway %.1f µs per delivery seen\n",
+      E[1]-I[1], E[20], n*b, (E[30]-I[30])/100, (E[31]-I[31])/100, (E[32]-I[32])/100, (E[29]-I[29])/100,
+      ((E[23]+E[24]+E[25]+E[26])-(I[23]+I[24]+I[25]+I[26]))/100, 2*(E[1]-I[1]),
+      (E[30]-I[30])*10000/(E[20] > 0 ? E[20] : 1)}' "$OUT/samples.log" | tee -a "$OUT/summary.txt"
 awk 'NR>2 && !/^#/ {for (i=12;i<=18;i++) if ($i+0 > m[i]+0) m[i]=$i} NR==2 {for (i=12;i<=18;i++) m[i]=$i; split($0,F)}
   END {printf "counters over the run (delta): ListenOverflows %d ListenDrops %d TCPMemoryPressures %d TCPAbortOnMemory %d TCPRcvQDrop %d TCPBacklogDrop %d RetransSegs %d\n",
     m[12]-F[12], m[13]-F[13], m[14]-F[14], m[15]-F[15], m[16]-F[16], m[17]-F[17], m[18]-F[18]}' "$OUT/samples.log" | tee -a "$OUT/summary.txt"
