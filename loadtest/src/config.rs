@@ -59,8 +59,9 @@ pub enum Kind {
 /// comet-loadtest: subscribers on any Comet Gateway transport, a publisher, and an exact
 /// account of every delivery (lost, duplicated, out of order) with latency percentiles.
 ///
-/// The run is bounded: ramp (at most 120 s), then --duration of publishing, then at most
-/// --drain for the last deliveries. Targets must be on loopback unless --allow-remote.
+/// The run is bounded: ramp (at most --ramp-limit), then --duration of publishing, then
+/// at most --drain for the last deliveries. Targets must be on loopback unless
+/// --allow-remote.
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "comet-loadtest",
@@ -106,6 +107,11 @@ pub struct Config {
     #[arg(long, default_value_t = 5000)]
     pub ramp: u64,
 
+    /// The longest ramp: publishing starts then even if some subscribers are not ready
+    /// (they count as missing). Raise it with the count (1,000,000 at --ramp 10000 is 100 s).
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub ramp_limit: Duration,
+
     /// Source addresses for subscriber connections, e.g. 127.0.0.2-127.0.0.20, so that
     /// ephemeral ports never run short. Default: the OS picks.
     #[arg(long, value_parser = parse_source_flag)]
@@ -117,9 +123,20 @@ pub struct Config {
     #[arg(long, default_value_t = 100)]
     pub rate: u64,
 
+    /// How long every subscriber is held connected and idle once all are ready, before
+    /// publishing starts (to measure what idle connections cost).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub hold: Duration,
+
     /// Messages published at once at the start of publishing, before the steady rate.
     #[arg(long, default_value_t = 0)]
     pub burst: u64,
+
+    /// Longest wait for a publish's answer; past it the publish counts as failed. Under a
+    /// fan-out to a million subscribers on a saturated box the gateway answers a publish
+    /// only after its own worker has taken the message in, which can take longer than 10 s.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub publish_timeout: Duration,
 
     /// Payload size in bytes (the publish time stamp is part of it).
     #[arg(long, default_value_t = 64)]

@@ -25,9 +25,16 @@ pub(crate) struct Admin {
 }
 
 impl Admin {
-    pub(crate) fn connect(addr: SocketAddr, kind: Kind, token: Option<&str>) -> io::Result<Admin> {
+    /// Connects to the admin listener; a publish whose answer takes longer than
+    /// `timeout` fails.
+    pub(crate) fn connect(
+        addr: SocketAddr,
+        kind: Kind,
+        token: Option<&str>,
+        timeout: Duration,
+    ) -> io::Result<Admin> {
         let sock = StdStream::connect(addr)?;
-        sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+        sock.set_read_timeout(Some(timeout))?;
         sock.set_nodelay(true)?;
         Ok(Admin {
             sock,
@@ -134,7 +141,8 @@ pub(crate) fn publisher(cfg: Config, names: Vec<String>, stop: Arc<AtomicBool>) 
         errors: 0,
         elapsed: Duration::ZERO,
     };
-    let mut admin = match Admin::connect(cfg.admin, cfg.target_kind, cfg.admin_token.as_deref()) {
+    let token = cfg.admin_token.as_deref();
+    let mut admin = match Admin::connect(cfg.admin, cfg.target_kind, token, cfg.publish_timeout) {
         Ok(a) => a,
         Err(_) => {
             out.errors += 1;

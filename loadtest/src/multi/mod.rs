@@ -34,13 +34,13 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::publisher::{publisher, Published};
 use crate::report::Summary;
-use crate::run::{channel_names, channel_tag, create_channels, RAMP_LIMIT};
+use crate::run::{channel_names, channel_tag, create_channels};
 
 use merge::Report;
 use procs::{Heard, Workers};
 use wire::{decode_latency, summary_from_json, FromWorker, Tick, ToWorker};
 
-/// Beyond a worker's own bound (the ramp limit, `--drain`), how long it may take to start
+/// Beyond a worker's own bound (`--ramp-limit`, `--drain`), how long it may take to start
 /// or to report.
 const SLACK: Duration = Duration::from_secs(30);
 /// The longest wait for a line in one turn.
@@ -91,7 +91,13 @@ pub fn coordinate(cfg: &Config, exe: &Path, args: &[OsString]) -> io::Result<Sum
         last_delivered: 0,
     };
     c.workers.tell_all(&ToWorker::Channels { tag, first })?;
-    c.listen_until(Instant::now() + RAMP_LIMIT + SLACK, "ready", |s| s.ready)?;
+    c.listen_until(Instant::now() + cfg.ramp_limit + SLACK, "ready", |s| {
+        s.ready
+    })?;
+    let held = Instant::now() + cfg.hold;
+    while Instant::now() < held {
+        c.hear()?;
+    }
     c.workers.tell_all(&ToWorker::Go)?;
     let published = c.publish(&names)?;
     c.workers.tell_all(&ToWorker::End(published.last.clone()))?;

@@ -41,8 +41,6 @@ use account::Ledger;
 use publishing::Publishing;
 use subscriber::Subscribers;
 
-/// The longest ramp: the publisher starts then even if some subscribers are not ready.
-pub(crate) const RAMP_LIMIT: Duration = Duration::from_secs(120);
 /// The longest wait for socket events in one turn.
 const TURN_WAIT: Duration = Duration::from_millis(20);
 /// The longest a worker waits for its coordinator to name the channels.
@@ -135,7 +133,8 @@ pub(crate) fn channel_names(tag: &str, channels: usize) -> Vec<String> {
 /// Creates every channel with one message; subscribers start right after it, so each one's
 /// expected deliveries are exactly what the run publishes. Returns each channel's first seq.
 pub(crate) fn create_channels(cfg: &Config, names: &[String]) -> io::Result<Vec<u64>> {
-    let mut admin = Admin::connect(cfg.admin, cfg.target_kind, cfg.admin_token.as_deref())?;
+    let token = cfg.admin_token.as_deref();
+    let mut admin = Admin::connect(cfg.admin, cfg.target_kind, token, cfg.publish_timeout)?;
     // Stamped number 0: Nchan subscribers receive it first (`oldest`) and skip it.
     names
         .iter()
@@ -222,10 +221,12 @@ impl<'a> Run<'a> {
     fn advance_phase(&mut self) -> io::Result<()> {
         let all_ready =
             self.opened == self.subs.len() && self.subs.ready_count() == self.subs.len();
-        let too_long = Instant::now() > self.t0 + RAMP_LIMIT;
+        let too_long = Instant::now() > self.t0 + self.cfg.ramp_limit;
         if self.publishing.ramping() && (all_ready || too_long) {
-            self.ramp_done_at = Some(self.t0.elapsed());
+            let done_at = *self.ramp_done_at.get_or_insert(self.t0.elapsed());
             match &self.link {
+                // --hold: the subscribers stay connected and idle this long first.
+                None if self.t0.elapsed() < done_at + self.cfg.hold => {}
                 None => self.publishing.start(self.cfg, &self.names),
                 Some(link) => {
                     let (ready, of) = (self.subs.ready_count(), self.subs.len());
