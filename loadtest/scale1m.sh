@@ -264,12 +264,14 @@ cat "$OUT/run.txt"
 grep -v '^\[' "$OUT/progress.log" | head -20 || true
 
 # ---- figures ---------------------------------------------------------------------------
-# idle: the last sample with every subscriber ready and nothing delivered yet;
-# peak: the sample with the most kernel slab.
+# idle: the first sample with every subscriber ready and nothing delivered yet (the
+# last one may already see the burst's first publish before the generator counts a
+# delivery: the gateway's RSS jumps by its write buffers); peak: the sample with the
+# most kernel slab.
 awk -v n="$N" '
   /^#/ {next}
   NR==2 || b=="" {b=$0; split($0, B)}
-  $19==n && $20==0 && $3>0 {idle=$0}
+  $19==n && $20==0 && $3>0 && idle=="" {idle=$0}
   $8>ps {ps=$8; peak=$0}
   $4>pt {pt=$4}
   END {
