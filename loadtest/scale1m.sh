@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# N concurrent stream subscribers on one host (toward 1,000,000), generalising
-# scale100k.sh: `comet-gateway --workers W --engine redis://…` with W = ceil(N/19000)+1
+# N concurrent stream subscribers on one host (toward 1,000,000; N=100000 BURST=100 is
+# the 100,000 run of BENCHMARKS.md): `comet-gateway --workers W --engine redis://…` with W = ceil(N/19000)+1
 # reactor processes on shared ports, `comet-loadtest --processes P` with
 # P = ceil(N/18000) generator processes (every process here, gateway worker or generator,
 # may open at most 20,000 descriptors), source addresses from 127.0.0.2 on (at most
