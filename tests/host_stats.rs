@@ -8,7 +8,7 @@
 mod util;
 
 use std::collections::HashSet;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,12 +16,9 @@ use comet_gateway::engine::redis::RedisEngine;
 use comet_gateway::engine::Limits;
 use comet_gateway::Config;
 use serde_json::Value;
-use util::{get, request, stats, wait_until, Redis, StreamClient, TestServer, Transport};
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+use util::{
+    free_port, get, request, stats, wait_until, Redis, StreamClient, TestServer, Transport,
+};
 
 /// `comet-gateway --workers 2` on `redis`; SIGTERM and reaped when dropped.
 struct Parent(Child);

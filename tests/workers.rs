@@ -5,19 +5,11 @@
 
 mod util;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use util::{get, refused_to_start, wait_until, Redis};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use util::{free_port, get, refused_to_start, wait_until, Redis};
 
 /// The pids of `worker i started (pid N)` lines, in order.
 fn started(log: &str, i: usize) -> Vec<u32> {

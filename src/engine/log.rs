@@ -82,6 +82,43 @@ pub struct Start {
     pub seq: u64,
 }
 
+impl Start {
+    /// The cursor rule, for a channel whose life began at `first`, whose oldest buffered
+    /// message is `oldest` (`next` if none) and whose next message gets `next`: where
+    /// delivery starts, and the `lost`/`reset` the subscriber is told first. Every engine
+    /// applies this one rule.
+    pub fn of(cursor: Option<u64>, first: u64, oldest: u64, next: u64) -> Start {
+        match cursor {
+            None => Start {
+                notice: None,
+                seq: next,
+            },
+            Some(0) => Start {
+                notice: None,
+                seq: oldest,
+            },
+            Some(s) if s < first || s > next => {
+                let seq = if s > next { next } else { oldest };
+                Start {
+                    notice: Some(Notice::Reset { seq }),
+                    seq,
+                }
+            }
+            Some(s) if s < oldest => Start {
+                notice: Some(Notice::Lost {
+                    from: s,
+                    to: oldest - 1,
+                }),
+                seq: oldest,
+            },
+            Some(s) => Start {
+                notice: None,
+                seq: s,
+            },
+        }
+    }
+}
+
 /// Returns true when `name` is a valid channel name: 1–128 bytes of `[A-Za-z0-9_.-]`.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -196,39 +233,7 @@ impl Log {
     /// Resolves a cursor: `None` = only new messages, `Some(0)` = everything buffered,
     /// otherwise the next seq the subscriber wants.
     pub fn start(&self, cursor: Option<u64>) -> Start {
-        let oldest = self.oldest_seq();
-        match cursor {
-            None => Start {
-                notice: None,
-                seq: self.next_seq,
-            },
-            Some(0) => Start {
-                notice: None,
-                seq: oldest,
-            },
-            Some(s) if s < self.first_seq || s > self.next_seq => {
-                let seq = if s > self.next_seq {
-                    self.next_seq
-                } else {
-                    oldest
-                };
-                Start {
-                    notice: Some(Notice::Reset { seq }),
-                    seq,
-                }
-            }
-            Some(s) if s < oldest => Start {
-                notice: Some(Notice::Lost {
-                    from: s,
-                    to: oldest - 1,
-                }),
-                seq: oldest,
-            },
-            Some(s) => Start {
-                notice: None,
-                seq: s,
-            },
-        }
+        Start::of(cursor, self.first_seq, self.oldest_seq(), self.next_seq)
     }
 
     /// The buffered messages from `seq` on, oldest first.

@@ -34,7 +34,7 @@ pub use server::{redis_gateway, TestServer};
 #[allow(unused_imports)]
 pub use stream::{cursor_query, StreamClient, Transport, TRANSPORTS};
 #[allow(unused_imports)]
-pub use workers::Workers;
+pub use workers::{free_port, Workers};
 
 /// Longest any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(20);

@@ -2,7 +2,7 @@
 //! service), and `redis-cli` against it; optionally persistent (append-only file,
 //! fsynced on every write) so that a restart brings its data back.
 
-use std::net::TcpListener;
+use super::workers::free_port;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,14 +14,6 @@ pub struct Redis {
     /// with `keep_dir` false).
     dir: Option<PathBuf>,
     child: Child,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Redis {

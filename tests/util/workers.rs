@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use super::WAIT;
 
+/// A loopback port free right now (for a server a test starts).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

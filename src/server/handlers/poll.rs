@@ -241,24 +241,12 @@ impl Server {
         ticket: Ticket,
         read: Option<Read>,
     ) {
-        self.waiting.remove(&ticket);
+        if !self.record_read(key, ticket, read) {
+            return;
+        }
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let Phase::Waiting(w) = &mut conn.phase else {
-            return;
-        };
-        let Call::Poll(p) = &mut w.call else {
-            return;
-        };
-        if let Some(pos) = p.tickets.iter().position(|t| t.0 == ticket) {
-            let (_, index) = p.tickets.remove(pos);
-            p.reads[index] = read;
-        }
-        if let Some(t) = p.tickets.first() {
-            w.ticket = t.0;
-            return;
-        }
         let Phase::Waiting(w) = std::mem::replace(&mut conn.phase, Phase::Ready) else {
             return;
         };

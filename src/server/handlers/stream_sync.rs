@@ -71,24 +71,12 @@ impl Server {
         ticket: Ticket,
         read: Option<Read>,
     ) {
-        self.waiting.remove(&ticket);
+        if !self.record_read(key, ticket, read) {
+            return;
+        }
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let Phase::Waiting(w) = &mut conn.phase else {
-            return;
-        };
-        let Call::Stream(setup) = &mut w.call else {
-            return;
-        };
-        if let Some(pos) = setup.tickets.iter().position(|t| t.0 == ticket) {
-            let (_, index) = setup.tickets.remove(pos);
-            setup.reads[index] = (read, false);
-        }
-        if !setup.tickets.is_empty() {
-            w.ticket = setup.tickets[0].0;
-            return;
-        }
         let Phase::Waiting(w) = std::mem::replace(&mut conn.phase, Phase::Ready) else {
             return;
         };
@@ -96,6 +84,46 @@ impl Server {
             return;
         };
         self.open_stream(key, *setup, w.cors, true);
+    }
+
+    /// Records one of a waiting subscriber's (stream's or poll's) reads; true once all
+    /// of its reads are in.
+    pub(in crate::server) fn record_read(
+        &mut self,
+        key: Key<Conn>,
+        ticket: Ticket,
+        read: Option<Read>,
+    ) -> bool {
+        self.waiting.remove(&ticket);
+        let Some(Phase::Waiting(w)) = self.conns.get_mut(key).map(|c| &mut c.phase) else {
+            return false;
+        };
+        let take = |tickets: &mut Vec<(Ticket, usize)>| {
+            let pos = tickets.iter().position(|t| t.0 == ticket)?;
+            Some(tickets.remove(pos).1)
+        };
+        let next = match &mut w.call {
+            Call::Stream(setup) => {
+                if let Some(index) = take(&mut setup.tickets) {
+                    setup.reads[index] = (read, false);
+                }
+                setup.tickets.first().map(|t| t.0)
+            }
+            Call::Poll(p) => {
+                if let Some(index) = take(&mut p.tickets) {
+                    p.reads[index] = read;
+                }
+                p.tickets.first().map(|t| t.0)
+            }
+            _ => return false,
+        };
+        match next {
+            Some(t) => {
+                w.ticket = t;
+                false
+            }
+            None => true,
+        }
     }
 
     /// A waiting stream is given up (its reads took too long, or its client left): its

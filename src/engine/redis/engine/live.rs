@@ -116,34 +116,7 @@ impl RedisEngine {
             }
         }
         let oldest = entries.first().map_or(next, |m| m.seq);
-        let start = match cursor {
-            None => Start {
-                notice: None,
-                seq: next,
-            },
-            Some(0) => Start {
-                notice: None,
-                seq: oldest,
-            },
-            Some(s) if s < first || s > next => {
-                let seq = if s > next { next } else { oldest };
-                Start {
-                    notice: Some(Notice::Reset { seq }),
-                    seq,
-                }
-            }
-            Some(s) if s < oldest => Start {
-                notice: Some(Notice::Lost {
-                    from: s,
-                    to: oldest - 1,
-                }),
-                seq: oldest,
-            },
-            Some(s) => Start {
-                notice: None,
-                seq: s,
-            },
-        };
+        let start = Start::of(cursor, first, oldest, next);
         let messages: Vec<Arc<Message>> =
             entries.into_iter().filter(|m| m.seq >= start.seq).collect();
         Some(Read {
