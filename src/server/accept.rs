@@ -20,7 +20,6 @@ use mio::net::TcpListener;
 use mio::{Interest, Poll, Token};
 
 use super::conn::{Conn, Phase};
-use super::waiting::Call;
 use super::{Server, TimerKind};
 use crate::config::Config;
 use crate::handle::Key;
@@ -329,17 +328,7 @@ impl Server {
                 self.hub.leave(engine, key, f.subs.as_slice(), now);
             }
             // Its answer, when it comes, finds nobody waiting.
-            Phase::Waiting(w) => {
-                if self.waiting.get(&w.ticket) == Some(&key) {
-                    self.waiting.remove(&w.ticket);
-                }
-                match &w.call {
-                    Call::Stream(setup) => self.abandon_stream(key, setup),
-                    Call::Poll(p) => self.abandon_poll(key, p),
-                    Call::Control(c) => self.abandon_control(key, c),
-                    _ => {}
-                }
-            }
+            Phase::Waiting(w) => self.abandon_waiting(key, &w),
             Phase::Streaming(st) => {
                 let f = &st.follower;
                 self.hub

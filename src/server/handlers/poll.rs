@@ -241,13 +241,7 @@ impl Server {
         ticket: Ticket,
         read: Option<Read>,
     ) {
-        if !self.record_read(key, ticket, read) {
-            return;
-        }
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let Phase::Waiting(w) = std::mem::replace(&mut conn.phase, Phase::Ready) else {
+        let Some(w) = self.record_read(key, ticket, read) else {
             return;
         };
         let (Call::Poll(mut p), cors, keep_alive) = (w.call, w.cors, w.keep_alive) else {

@@ -198,18 +198,8 @@ impl Server {
         let Phase::Waiting(w) = std::mem::replace(&mut conn.phase, Phase::Ready) else {
             return;
         };
-        // Only its own entry: an engine that reused a ticket must not cost another
-        // waiter its answer.
-        if self.waiting.get(&w.ticket) == Some(&key) {
-            self.waiting.remove(&w.ticket);
-        }
-        match &w.call {
-            // The stream never started: it is refused like any request.
-            Call::Stream(setup) => self.abandon_stream(key, setup),
-            Call::Poll(p) => self.abandon_poll(key, p),
-            Call::Control(c) => self.abandon_control(key, c),
-            _ => {}
-        }
+        // A stream that never started is refused like any request.
+        self.abandon_waiting(key, &w);
         log::warn!(
             "engine did not answer within {:?}",
             self.config.engine_timeout
@@ -232,14 +222,25 @@ impl Server {
         let Phase::Waiting(w) = std::mem::replace(&mut conn.phase, Phase::Ready) else {
             return;
         };
-        match &w.call {
-            Call::Stream(setup) => self.abandon_stream(key, setup),
-            Call::Poll(p) => self.abandon_poll(key, p),
-            _ => {}
-        }
+        self.abandon_waiting(key, &w);
         let e = HttpError::new(503, "channel deleted meanwhile; subscribe again");
         self.respond_error_with(key, w.keep_alive, e, w.cors, "");
         self.pending_input.push(key);
+    }
+
+    /// A connection taken out of its wait without its answers (timeout, client gone,
+    /// channel deleted): its ticket goes (only its own entry: an engine that reused a
+    /// ticket must not cost another waiter its answer), and what it held is let go.
+    pub(in crate::server) fn abandon_waiting(&mut self, key: Key<Conn>, w: &Waiting) {
+        if self.waiting.get(&w.ticket) == Some(&key) {
+            self.waiting.remove(&w.ticket);
+        }
+        match &w.call {
+            Call::Stream(setup) => self.abandon_stream(key, setup),
+            Call::Poll(p) => self.abandon_poll(key, p),
+            Call::Control(c) => self.abandon_control(key, c),
+            Call::Publish(_) | Call::Info(_) | Call::List | Call::Delete(_) => {}
+        }
     }
 
     /// The connection waiting under `ticket`, taken out of its wait.

@@ -8,7 +8,7 @@ use crate::hub::sync::{self, Item};
 use crate::hub::Channel;
 use crate::server::conn::{Conn, Phase};
 use crate::server::fanout::queue_message;
-use crate::server::waiting::{Call, StreamSetup};
+use crate::server::waiting::{Call, StreamSetup, Waiting};
 use crate::server::Server;
 
 impl Server {
@@ -71,13 +71,7 @@ impl Server {
         ticket: Ticket,
         read: Option<Read>,
     ) {
-        if !self.record_read(key, ticket, read) {
-            return;
-        }
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let Phase::Waiting(w) = std::mem::replace(&mut conn.phase, Phase::Ready) else {
+        let Some(w) = self.record_read(key, ticket, read) else {
             return;
         };
         let Call::Stream(setup) = w.call else {
@@ -86,17 +80,18 @@ impl Server {
         self.open_stream(key, *setup, w.cors, true);
     }
 
-    /// Records one of a waiting subscriber's (stream's or poll's) reads; true once all
-    /// of its reads are in.
+    /// Records one of a waiting subscriber's (stream's or poll's) reads; once all of its
+    /// reads are in, takes it out of its wait and returns it.
     pub(in crate::server) fn record_read(
         &mut self,
         key: Key<Conn>,
         ticket: Ticket,
         read: Option<Read>,
-    ) -> bool {
+    ) -> Option<Box<Waiting>> {
         self.waiting.remove(&ticket);
-        let Some(Phase::Waiting(w)) = self.conns.get_mut(key).map(|c| &mut c.phase) else {
-            return false;
+        let conn = self.conns.get_mut(key)?;
+        let Phase::Waiting(w) = &mut conn.phase else {
+            return None;
         };
         let take = |tickets: &mut Vec<(Ticket, usize)>| {
             let pos = tickets.iter().position(|t| t.0 == ticket)?;
@@ -115,14 +110,15 @@ impl Server {
                 }
                 p.tickets.first().map(|t| t.0)
             }
-            _ => return false,
+            _ => return None,
         };
-        match next {
-            Some(t) => {
-                w.ticket = t;
-                false
-            }
-            None => true,
+        if let Some(t) = next {
+            w.ticket = t;
+            return None;
+        }
+        match std::mem::replace(&mut conn.phase, Phase::Ready) {
+            Phase::Waiting(w) => Some(w),
+            _ => None,
         }
     }
 
