@@ -74,6 +74,12 @@ try {
         onStatus: (s) => window.st.push(s) });
     }, { t, ch });
     await until(`${t}: open`, () => page.evaluate(() => window.st.includes('open')));
+    // "From now on" starts when the gateway has the request: a long-poll reports `open`
+    // when it sends its first poll, which may reach the gateway after a publish.
+    await until(`${t}: subscribed at the gateway`, async () => {
+      const r = await fetch(`http://127.0.0.1:${adm}/channels/${ch}`);
+      return r.ok && (await r.json()).subscribers >= 1;
+    });
 
     // In order.
     const first = [];
