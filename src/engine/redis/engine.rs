@@ -34,6 +34,7 @@ mod health;
 mod hold;
 mod live;
 mod replies;
+mod shared;
 
 use admin::AdminCall;
 
@@ -84,6 +85,8 @@ pub struct RedisEngine {
     /// When the scripts were last loaded again after `NOSCRIPT` (once per second at most:
     /// a pipeline of calls meets it many times).
     scripts_loaded_ms: u64,
+    /// One `Arc<Message>` per channel and seq, whatever read or live message brought it.
+    shared: shared::Shared,
     /// The reconnect backoff's current wait (ms).
     backoff_ms: u64,
     /// Publish answers held until this process has seen their live messages.
@@ -153,6 +156,7 @@ impl RedisEngine {
             admin_tags: HashMap::new(),
             held: Vec::new(),
             backoff_ms: BACKOFF_MIN_MS,
+            shared: shared::Shared::default(),
             scripts_loaded_ms: 0,
             next_tag: 1,
             next_ticket: 1,
@@ -185,6 +189,7 @@ impl Engine for RedisEngine {
         self.watched.remove(&live);
         self.expect.remove(name);
         self.repairing.remove(name);
+        self.shared.forget(name);
         // Reads still waiting for the SUBSCRIBE are not sent; their callers are told.
         let mut i = 0;
         while i < self.unsent_reads.len() {

@@ -64,7 +64,12 @@ impl RedisEngine {
     }
 
     /// Turns `read.lua`'s answer into what the cursor has due (the rule of `Log::start`).
-    pub(super) fn resolve(&self, name: &str, cursor: Option<u64>, reply: Reply) -> Option<Read> {
+    pub(super) fn resolve(
+        &mut self,
+        name: &str,
+        cursor: Option<u64>,
+        reply: Reply,
+    ) -> Option<Read> {
         let Reply::Array(Some(parts)) = reply else {
             return None;
         };
@@ -108,11 +113,12 @@ impl RedisEngine {
                 let Ok(text) = std::str::from_utf8(d) else {
                     continue;
                 };
-                entries.push(Arc::new(Message::new(
-                    seq,
-                    self.last_ms,
-                    event::data(name, seq, text),
-                )));
+                let at = self.last_ms;
+                let channel = self.shared_name(name);
+                let keep = self.keep_for(&channel);
+                entries.push(self.shared.get_or_make(&channel, seq, keep, || {
+                    Message::new(seq, at, event::data(name, seq, text))
+                }));
             }
         }
         let oldest = entries.first().map_or(next, |m| m.seq);
@@ -153,6 +159,7 @@ impl RedisEngine {
                 }
                 self.expect.remove(&name);
                 self.repairing.remove(&name);
+                self.shared.forget(&name);
                 self.events.push(EngineEvent::Deleted { channel: name });
                 continue;
             }
@@ -166,8 +173,11 @@ impl RedisEngine {
             let (Some(seq), Some(text)) = (seq, text) else {
                 continue;
             };
-            let msg = Arc::new(Message::new(seq, now_ms, event::data(name, seq, text)));
             let name = name.clone();
+            let keep = self.keep_for(&name);
+            let msg = self.shared.get_or_make(&name, seq, keep, || {
+                Message::new(seq, now_ms, event::data(&name, seq, text))
+            });
             self.live(name, msg);
         }
     }
@@ -243,6 +253,25 @@ impl RedisEngine {
         }
         if self.is_watched(name) {
             self.expect.insert(name.clone(), next);
+        }
+    }
+
+    /// The channel's name as the engine keeps it (the watched channel's own `Arc`, so the
+    /// shared-message keys do not copy it).
+    fn shared_name(&self, name: &str) -> Arc<str> {
+        self.watched
+            .get(self.key(name, "l").as_bytes())
+            .cloned()
+            .unwrap_or_else(|| name.into())
+    }
+
+    /// How many of channel `name`'s newest messages are kept to share: `--buffer` while
+    /// it is watched, none otherwise.
+    fn keep_for(&self, name: &str) -> usize {
+        if self.is_watched(name) {
+            self.limits.buffer
+        } else {
+            0
         }
     }
 
