@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::admin::num;
 use super::{RedisEngine, REPAIR};
 use crate::engine::redis::resp::Reply;
 use crate::engine::{Answer, EngineEvent, Message, Notice, Read, Start};
@@ -73,19 +74,17 @@ impl RedisEngine {
         let Reply::Array(Some(parts)) = reply else {
             return None;
         };
-        let num = |r: &Reply| -> Option<u64> {
-            match r {
-                Reply::Bulk(Some(b)) => std::str::from_utf8(b).ok()?.parse().ok(),
-                Reply::Integer(i) => u64::try_from(*i).ok(),
-                _ => None,
-            }
-        };
         let (first, next, now_ms) = (
             num(parts.first()?)?,
             num(parts.get(1)?)?,
             num(parts.get(2)?)?,
         );
         let ttl = self.limits.message_ttl_ms;
+        // Once per read, not per entry: the channel's shared name and how many of its
+        // messages the engine keeps.
+        let channel = self.shared_name(name);
+        let keep = self.keep_for(&channel);
+        let at = self.last_ms;
         let mut entries = Vec::new();
         if let Some(Reply::Array(Some(list))) = parts.get(3) {
             for e in list {
@@ -113,9 +112,6 @@ impl RedisEngine {
                 let Ok(text) = std::str::from_utf8(d) else {
                     continue;
                 };
-                let at = self.last_ms;
-                let channel = self.shared_name(name);
-                let keep = self.keep_for(&channel);
                 entries.push(self.shared.get_or_make(&channel, seq, keep, || {
                     Message::new(seq, at, event::data(name, seq, text))
                 }));
@@ -174,7 +170,8 @@ impl RedisEngine {
                 continue;
             };
             let name = name.clone();
-            let keep = self.keep_for(&name);
+            // It came on a watched channel's live stream: its newest messages are kept.
+            let keep = self.limits.buffer;
             let msg = self.shared.get_or_make(&name, seq, keep, || {
                 Message::new(seq, now_ms, event::data(&name, seq, text))
             });
