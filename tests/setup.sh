@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond Rust: Debian's Chromium (the browser tests),
-# playwright-core (to drive it) from the npm registry, and Debian's redis-server. Idempotent and quick when
-# everything is there already. Node.js itself comes with the machine.
+# playwright-core (to drive it) from the npm registry, Debian's redis-server, the SSE client
+# libraries, and the Autobahn|Testsuite (PyPI, under pyenv's Python 2.7.18). Idempotent and quick when
+# everything is there already. Node.js and pyenv's Pythons come with the machine.
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ ! -x /usr/bin/chromium ]; then
@@ -62,4 +63,19 @@ then
   "$python" -m venv sse/.venv
   sse/.venv/bin/python -m pip install -q --disable-pip-version-check --no-input \
     -r sse/requirements.txt
+fi
+# The Autobahn|Testsuite (wstest, for tests/autobahn/run.sh): from PyPI into pyenv's Python 2.7.18,
+# in pip's user site (~/.local; wstest in ~/.local/bin), with everything it pulls in pinned in
+# tests/autobahn/requirements.txt. The same as `PYENV_VERSION=2.7.18 python -m pip install --user
+# autobahntestsuite`, pinned. Reinstalled only when what is installed differs from the pins.
+. autobahn/env.sh
+if ! autobahn_installed; then
+  echo "tests/setup.sh: installing the Autobahn|Testsuite (PyPI) under Python 2.7.18"
+  autobahn_wstest >/dev/null
+  "$AUTOBAHN_PYTHON" -m pip install -q --user --no-input --disable-pip-version-check \
+    --no-warn-script-location -r "$AUTOBAHN_REQUIREMENTS"
+  if ! autobahn_installed; then
+    echo "tests/setup.sh: the Autobahn|Testsuite did not install as pinned" >&2
+    exit 1
+  fi
 fi
