@@ -19,6 +19,7 @@ cleanup() {
   for pid in "${pids[@]}"; do
     kill "$pid" 2>/dev/null || true
   done
+  wait 2>/dev/null || true
 }
 trap cleanup EXIT
 
