@@ -11,6 +11,7 @@
 
 pub mod poll;
 pub mod stream;
+pub mod websocket;
 
 use bytes::Bytes;
 
