@@ -12,6 +12,7 @@
 
 pub mod encode;
 pub mod frame;
+pub mod handshake;
 mod header;
 mod utf8;
 
