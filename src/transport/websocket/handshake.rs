@@ -245,7 +245,7 @@ mod tests {
             ("websocket", "Upgrade", "8", KEY, Err(BAD_VERSION)),
             ("websocket", "Upgrade", "13, 8", KEY, Err(BAD_VERSION)),
             ("websocket", "Upgrade", "13", "", Err(BAD_KEY)),
-            // base64 of 15 and of 17 bytes, a character outside the alphabet, no padding.
+            // base64 of 15, 17 and 19 bytes, a character outside the alphabet, no padding.
             (
                 "websocket",
                 "Upgrade",
@@ -258,6 +258,13 @@ mod tests {
                 "Upgrade",
                 "13",
                 "AAAAAAAAAAAAAAAAAAAAAAA=",
+                Err(BAD_KEY),
+            ),
+            (
+                "websocket",
+                "Upgrade",
+                "13",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAA==",
                 Err(BAD_KEY),
             ),
             (
