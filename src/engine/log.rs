@@ -29,6 +29,8 @@ pub struct Message {
     pub sse_single: OnceLock<Bytes>,
     /// The EventSource `data:` part for subscribers of several channels, made on first use.
     pub sse_data: OnceLock<Bytes>,
+    /// The WebSocket text frame, made on first use.
+    pub ws: OnceLock<Bytes>,
 }
 
 impl Message {
@@ -41,6 +43,7 @@ impl Message {
             ndjson: OnceLock::new(),
             sse_single: OnceLock::new(),
             sse_data: OnceLock::new(),
+            ws: OnceLock::new(),
         }
     }
 }

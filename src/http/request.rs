@@ -52,6 +52,9 @@ pub struct Head {
     pub last_event_id: Option<String>,
     /// The `Authorization` header (never logged).
     pub authorization: Option<String>,
+    /// A WebSocket opening handshake's headers (`Upgrade`, `Connection`,
+    /// `Sec-WebSocket-Version`, `Sec-WebSocket-Key`), when the request has `Upgrade`.
+    pub websocket: Option<Box<[Option<String>; 4]>>,
     /// Length of the head in bytes, including the blank line.
     pub len: usize,
 }
@@ -121,7 +124,23 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Status, HttpError> {
     let mut origin = None;
     let mut last_event_id = None;
     let mut authorization = None;
+    let mut ws: [Option<String>; 4] = Default::default();
     for h in req.headers.iter() {
+        for (i, wanted) in [
+            "upgrade",
+            "connection",
+            "sec-websocket-version",
+            "sec-websocket-key",
+        ]
+        .iter()
+        .enumerate()
+        {
+            if name_is(h.name, wanted) {
+                ws[i] = std::str::from_utf8(h.value)
+                    .ok()
+                    .map(|v| v.trim().to_owned());
+            }
+        }
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
             let text = std::str::from_utf8(h.value).unwrap_or("").trim();
@@ -177,8 +196,13 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Status, HttpError> {
         origin,
         last_event_id,
         authorization,
+        websocket: ws[0].is_some().then(|| Box::new(ws)),
         len,
     }))
+}
+
+fn name_is(name: &str, wanted: &str) -> bool {
+    name.eq_ignore_ascii_case(wanted)
 }
 
 #[cfg(test)]

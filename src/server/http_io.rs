@@ -129,6 +129,7 @@ impl Server {
     /// Handles a readable event: reads what arrived, then handles whole requests.
     pub(super) fn read(&mut self, key: Key<Conn>) {
         if self.read_more(key) {
+            self.ws_input(key);
             self.process_input(key);
         }
         self.debug_check_timer(key);

@@ -31,11 +31,18 @@ pub enum Format {
     Iframe,
     /// `text/event-stream`.
     Sse,
+    /// WebSocket (RFC 6455): one text frame per event, pings as heartbeats.
+    WebSocket,
 }
 
 impl Format {
     /// Every stream format, in the order `/stats` lists them.
-    pub const ALL: [Format; 3] = [Format::Ndjson, Format::Iframe, Format::Sse];
+    pub const ALL: [Format; 4] = [
+        Format::Ndjson,
+        Format::Iframe,
+        Format::Sse,
+        Format::WebSocket,
+    ];
 
     /// Its place in `ALL` (per-format counters are arrays).
     pub fn index(self) -> usize {
@@ -49,6 +56,7 @@ impl Format {
             Format::Ndjson => "/stream",
             Format::Iframe => "/iframe",
             Format::Sse => "/events",
+            Format::WebSocket => "/ws",
         }
     }
 
@@ -63,6 +71,8 @@ impl Format {
             Format::Ndjson => ctype::NDJSON,
             Format::Iframe => ctype::HTML,
             Format::Sse => ctype::SSE,
+            // Never sent: a WebSocket's body is frames after a 101.
+            Format::WebSocket => ctype::JSON,
         }
     }
 }
@@ -88,11 +98,14 @@ impl<'a> StreamRequest<'a> {
         http10: bool,
         q: &'a Query,
         last_event_id: Option<&'a str>,
+        ws_key: Option<&str>,
     ) -> Result<StreamRequest<'a>, HttpError> {
         let cb = subscription::parse_callback(q)?;
         let cb: Box<str> = match (format, cb) {
             (Format::Iframe, None) => return Err(HttpError::new(400, "missing cb")),
             (Format::Iframe, Some(cb)) => cb,
+            // The handshake's key, checked by the caller: the 101 answers it.
+            (Format::WebSocket, _) => ws_key.unwrap_or("").into(),
             _ => "".into(),
         };
         let resume = match format {
@@ -115,14 +128,18 @@ pub enum Input {
     /// Read and drop them (HTTP streams take no input after the request; reading keeps
     /// a client that is still sending from seeing a reset).
     Discard,
+    /// WebSocket frames: parsed (`websocket::frame::Parser`) and acted on.
+    WebSocket,
 }
 
 /// A stream's transport state: its format, its framing and, for the iframe, the
 /// callback. 24 bytes, kept in the connection.
 #[derive(Debug)]
 pub struct StreamOut {
-    /// The callback of `/iframe` (empty for the other formats).
+    /// The callback of `/iframe`, the handshake key of `/ws` (empty for the others).
     cb: Box<str>,
+    /// A WebSocket's frame parser (8 bytes; idle for the other formats).
+    pub parser: websocket::Parser,
     /// Its wire format.
     format: Format,
     /// Chunked body (HTTP/1.1), or raw until the close (HTTP/1.0).
@@ -134,8 +151,9 @@ impl StreamOut {
     pub fn new(format: Format, http10: bool, cb: Box<str>) -> StreamOut {
         StreamOut {
             cb,
+            parser: websocket::Parser::new(),
             format,
-            chunked: !http10,
+            chunked: !http10 && format != Format::WebSocket,
         }
     }
 
@@ -147,17 +165,26 @@ impl StreamOut {
     /// The response head, with the client id and the CORS lines the request earned.
     pub fn head(&self, cors: &[u8], client: &str) -> Bytes {
         let extra = format!("X-Comet-Client: {client}\r\n");
+        if self.format == Format::WebSocket {
+            return websocket::handshake::accept_key(&self.cb).response(&extra);
+        }
         response::stream_head(self.format.content_type(), self.chunked, cors, &extra)
     }
 
     /// What the stream sends first: `hello`, with whatever the format needs before it.
     pub fn opening(&self, hello: &[u8], cursor: &str, out: &mut Vec<Bytes>) {
+        if self.format == Format::WebSocket {
+            return out.push(websocket::encode::text(hello));
+        }
         stream::opening(self.format, hello, cursor, &self.cb, self.chunked, out);
     }
 
     /// One event (any JSON event but a published message), framed; `cursor` is the
     /// subscriber's cursor after it.
     pub fn event(&self, json: &[u8], cursor: &str) -> Bytes {
+        if self.format == Format::WebSocket {
+            return websocket::encode::text(json);
+        }
         stream::frame(self.format, json, cursor, &self.cb, self.chunked)
     }
 
@@ -171,6 +198,10 @@ impl StreamOut {
         cursor: impl FnOnce() -> String,
         out: &mut Vec<Bytes>,
     ) {
+        if self.format == Format::WebSocket {
+            let frame = msg.ws.get_or_init(|| websocket::encode::text(&msg.json));
+            return out.push(frame.clone());
+        }
         stream::message_parts(
             self.format,
             self.chunked,
@@ -185,11 +216,17 @@ impl StreamOut {
 
     /// A heartbeat for an idle stream.
     pub fn heartbeat(&self) -> Bytes {
+        if self.format == Format::WebSocket {
+            return websocket::encode::heartbeat();
+        }
         stream::heartbeat(self.format, &self.cb, self.chunked)
     }
 
     /// What ends the body, if anything.
     pub fn ending(&self) -> Option<Bytes> {
+        if self.format == Format::WebSocket {
+            return Some(websocket::encode::close(websocket::close::GOING_AWAY, ""));
+        }
         stream::ending(self.chunked)
     }
 
@@ -197,6 +234,7 @@ impl StreamOut {
     pub fn input(&self) -> Input {
         match self.format {
             Format::Ndjson | Format::Iframe | Format::Sse => Input::Discard,
+            Format::WebSocket => Input::WebSocket,
         }
     }
 }

@@ -54,9 +54,13 @@ fn framed(body: BytesMut, chunked: bool) -> Bytes {
 /// (with the `retry:` hint first when `retry`).
 fn put_event(out: &mut BytesMut, format: Format, json: &[u8], cursor: &str, cb: &str, retry: bool) {
     match format {
-        Format::Ndjson => {
+        // A WebSocket's events are framed by `StreamOut` (transport/websocket), never
+        // here; the JSON alone if one ever were.
+        Format::Ndjson | Format::WebSocket => {
             out.put_slice(json);
-            out.put_u8(b'\n');
+            if format == Format::Ndjson {
+                out.put_u8(b'\n');
+            }
         }
         Format::Iframe => {
             out.put_slice(b"<script>");
@@ -134,6 +138,7 @@ pub fn message_parts(
     out: &mut Vec<Bytes>,
 ) {
     match (format, chunked) {
+        (Format::WebSocket, _) => out.push(msg.json.clone()),
         (Format::Ndjson, true) => out.push(
             msg.ndjson
                 .get_or_init(|| frame(Format::Ndjson, &msg.json, "", "", true))
@@ -284,6 +289,7 @@ mod tests {
                     (Format::Iframe, _) => format!("<script>cb({json});</script>\n"),
                     (Format::Sse, true) => format!("id: news:42\ndata: {json}\n\n"),
                     (Format::Sse, false) => format!("id: news:42,chat:7\ndata: {json}\n\n"),
+                    (Format::WebSocket, _) => unreachable!("framed by StreamOut"),
                 };
                 assert_eq!(body, expect, "{format:?} chunked={chunked}");
                 // The same function for non-message events agrees.

@@ -11,6 +11,7 @@ mod poll;
 mod publish;
 mod stream;
 mod stream_sync;
+mod websocket;
 
 pub(super) use control::Action;
 

@@ -38,7 +38,7 @@ impl Server {
         format: Format,
     ) {
         let result = if head.method == Method::Head {
-            StreamRequest::parse(format, head.http10, q, head.last_event_id.as_deref())
+            StreamRequest::parse(format, head.http10, q, head.last_event_id.as_deref(), None)
                 .and_then(|_| self.check_subscribe_params(q, false))
                 .map(|_| {
                     let h = response::head_without_length(
@@ -65,10 +65,20 @@ impl Server {
         cors: Cors,
         format: Format,
     ) -> Result<(), HttpError> {
+        let ws_key = match format {
+            Format::WebSocket => Some(ws_handshake(head, cors)?),
+            _ => None,
+        };
         let mut wanted = subscription::parse_channels(q, self.hub.max_channels())?;
         let names: Vec<&str> = wanted.iter().map(|w| w.channel.as_str()).collect();
         let expires = self.authorize(q, &names)?;
-        let request = StreamRequest::parse(format, head.http10, q, head.last_event_id.as_deref())?;
+        let request = StreamRequest::parse(
+            format,
+            head.http10,
+            q,
+            head.last_event_id.as_deref(),
+            ws_key,
+        )?;
         for (name, seq) in request.resume {
             if let Some(w) = wanted.iter_mut().find(|w| w.channel == name) {
                 w.seq = Some(seq);
@@ -312,6 +322,17 @@ impl Server {
 
     /// Ends a stream with `events` (each framed in its format) and the end of its body.
     pub(in crate::server) fn end_stream(&mut self, key: Key<Conn>, events: &[Bytes]) {
+        self.end_stream_with(key, events, None);
+    }
+
+    /// `end_stream`, with `last` (a WebSocket close frame) instead of the transport's
+    /// usual ending.
+    pub(in crate::server) fn end_stream_with(
+        &mut self,
+        key: Key<Conn>,
+        events: &[Bytes],
+        last: Option<Bytes>,
+    ) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -326,7 +347,7 @@ impl Server {
         for e in events {
             conn.queue(st.out.event(e, &cursor));
         }
-        if let Some(end) = st.out.ending() {
+        if let Some(end) = last.or_else(|| st.out.ending()) {
             conn.queue(end);
         }
         self.hub.leave(&mut *self.engine, key, subs, self.now);
@@ -334,4 +355,33 @@ impl Server {
         self.arm(key);
         self.flush(key);
     }
+}
+
+/// Checks a WebSocket opening handshake: GET over HTTP/1.1 with `Upgrade: websocket`,
+/// the `upgrade` token in `Connection`, version 13 and a key (426/400 otherwise), and
+/// an `Origin`, if sent, that `--allow-origin` allows (403 otherwise: browsers apply no
+/// CORS to WebSockets, so any site could subscribe with its visitors' cookies). Returns
+/// the key the 101 answers.
+fn ws_handshake(head: &Head, cors: Cors) -> Result<&str, HttpError> {
+    use crate::transport::websocket::handshake;
+    let Some(h) = head.websocket.as_deref() else {
+        return Err(HttpError::new(426, "WebSocket upgrade required"));
+    };
+    if head.method != Method::Get || head.http10 {
+        return Err(HttpError::new(
+            400,
+            "a WebSocket handshake is a GET over HTTP/1.1",
+        ));
+    }
+    let req = handshake::Request {
+        upgrade: h[0].as_deref(),
+        connection: h[1].as_deref(),
+        version: h[2].as_deref(),
+        key: h[3].as_deref(),
+    };
+    handshake::check(&req).map_err(|r| HttpError::new(r.status, r.message))?;
+    if head.origin.is_some() && cors == Cors::Omit {
+        return Err(HttpError::new(403, "origin not allowed"));
+    }
+    Ok(h[3].as_deref().unwrap_or(""))
 }
