@@ -145,7 +145,11 @@ fn a_protocol_error_is_closed_with_1002_and_a_resumed_cursor_gets_what_it_missed
 fn handshakes_that_are_refused() {
     let g = TestServer::start(|c| c.allow_origin = vec!["https://good.example".into()]);
     let (_, head) = handshake(g.public, "channel=news", "");
-    assert!(head.starts_with("HTTP/1.1 426 "), "no version: {head}");
+    assert!(
+        head.starts_with("HTTP/1.1 426 Upgrade Required"),
+        "no version: {head}"
+    );
+    assert!(head.contains("Sec-WebSocket-Version: 13\r\n"), "{head}");
     let (_, head) = handshake(
         g.public,
         "channel=news",

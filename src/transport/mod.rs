@@ -171,6 +171,13 @@ impl StreamOut {
         response::stream_head(self.format.content_type(), self.chunked, cors, &extra)
     }
 
+    /// The head is written: what only it needed goes (a WebSocket's handshake key).
+    pub fn headed(&mut self) {
+        if self.format == Format::WebSocket {
+            self.cb = Box::default();
+        }
+    }
+
     /// What the stream sends first: `hello`, with whatever the format needs before it.
     pub fn opening(&self, hello: &[u8], cursor: &str, out: &mut Vec<Bytes>) {
         if self.format == Format::WebSocket {

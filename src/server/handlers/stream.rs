@@ -53,7 +53,13 @@ impl Server {
             self.try_stream(key, head, q, cors, format)
         };
         if let Err(e) = result {
-            self.respond_error(key, head, e, cors, "");
+            // A refused WebSocket upgrade names the version this server speaks.
+            let extra = if format == Format::WebSocket && e.status == 426 {
+                "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"
+            } else {
+                ""
+            };
+            self.respond_error(key, head, e, cors, extra);
         }
     }
 
@@ -167,7 +173,7 @@ impl Server {
     ) {
         let StreamSetup {
             mut follower,
-            out,
+            mut out,
             end_ms,
             reads,
             ..
@@ -193,6 +199,7 @@ impl Server {
         let cursor = self.hub.cursor(follower.subs.as_slice());
         let id = follower.client.to_string();
         let stream_head = out.head(self.cors.lines(cors), &id);
+        out.headed();
         let mut opening = Vec::with_capacity(2);
         out.opening(&event::hello(&id, &cursor), &cursor, &mut opening);
         let client = follower.client;
