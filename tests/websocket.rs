@@ -526,3 +526,75 @@ fn sigterm_sends_reconnect_with_the_cursor_then_1001() {
     assert_eq!(events[0]["cursor"], format!("a:{}", seq + 1));
     assert!(gw.child.wait().unwrap().success());
 }
+
+/// A gateway on the Redis engine (history reads come later).
+fn redis_gateway(redis: &util::Redis, tweak: impl FnOnce(&mut comet_gateway::Config)) -> TestServer {
+    use comet_gateway::engine::redis::RedisEngine;
+    let mut c = comet_gateway::Config::ephemeral();
+    tweak(&mut c);
+    let limits = comet_gateway::engine::Limits::of(&c);
+    let engine = RedisEngine::connect(redis.addr(), "comet:", limits).expect("connects");
+    TestServer::start_with_engine(move |x| *x = c, Box::new(engine))
+}
+
+/// Text events until one satisfies `last` (pings skipped).
+fn events_until(s: &mut TcpStream, last: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    loop {
+        let e = event(s);
+        let done = last(&e);
+        out.push(e);
+        if done {
+            return out;
+        }
+    }
+}
+
+#[test]
+fn a_subscribe_command_on_redis_gets_its_history_then_live_messages_once_each() {
+    let redis = util::Redis::start();
+    let g = redis_gateway(&redis, |_| {});
+    let first = g.publish_seq("b", "b-1");
+    g.publish_seq("b", "b-2");
+    let mut s = open(&g, "channel=a");
+    command(&mut s, &format!(r#"{{"type":"subscribe","channel":"b","seq":{first}}}"#));
+    // Published while the history read may still be in flight: merged, never twice.
+    g.publish_seq("b", "b-3");
+    let got = events_until(&mut s, |e| e["data"] == "b-3");
+    let data: Vec<&str> = got.iter().map(|e| e["data"].as_str().unwrap()).collect();
+    assert_eq!(data, ["b-1", "b-2", "b-3"]);
+    g.publish_seq("b", "b-4");
+    assert_eq!(event(&mut s)["data"], "b-4");
+}
+
+#[test]
+fn a_subscribe_command_that_redis_does_not_answer_in_time_is_dropped_and_told() {
+    let redis = util::Redis::start();
+    let g = redis_gateway(&redis, |c| c.engine_timeout = Duration::from_millis(300));
+    g.publish_seq("c", "c-old");
+    let mut s = open(&g, "channel=a");
+    // Redis holds every script for 1.5 s: the read of `c` waits.
+    redis.cli(&["CLIENT", "PAUSE", "1500", "WRITE"]);
+    command(&mut s, r#"{"type":"subscribe","channel":"c","seq":0}"#);
+    // One waiting subscribe per socket: the next is refused until it is done.
+    command(&mut s, r#"{"type":"subscribe","channel":"d"}"#);
+    let e = event(&mut s);
+    assert_eq!(e["type"], "error");
+    assert!(e["message"].as_str().unwrap().contains("still waiting"), "{e}");
+    // --engine-timeout passes: `c` is dropped and the client told to subscribe again.
+    let e = event(&mut s);
+    assert_eq!(e["message"], "engine unavailable: subscribe again", "{e}");
+    // Once Redis answers again, the same subscribe works, history included.
+    wait_until_redis_writes(&redis);
+    command(&mut s, r#"{"type":"subscribe","channel":"c","seq":0}"#);
+    let got = events_until(&mut s, |e| e["data"] == "c-old");
+    assert_eq!(got.len(), 1, "{got:?}");
+    g.publish_seq("c", "c-new");
+    assert_eq!(event(&mut s)["data"], "c-new");
+}
+
+fn wait_until_redis_writes(redis: &util::Redis) {
+    util::wait_until("Redis takes writes again", || {
+        redis.cli(&["SET", "probe", "1"]).contains("OK")
+    });
+}
