@@ -206,7 +206,12 @@ impl RedisEngine {
     }
 
     /// A repair read returned: what was missed (or `lost`/`reset` for what is gone),
-    /// then the held live messages, each seq once.
+    /// then the held live messages, each seq once. A held message past what the read
+    /// covered (the read ran before it was published, and the live stream lost what came
+    /// between: a reconnect while the read was in flight) starts another read from there,
+    /// still holding the rest: only history says what is gone. That read runs after every
+    /// held message was published, so it covers them (or names them `lost`), and no
+    /// further read follows.
     pub(super) fn repaired(&mut self, name: &Arc<str>, from: u64, read: Option<Read>) {
         let held = self.repairing.remove(name).unwrap_or_default();
         let mut next = from;
@@ -229,11 +234,16 @@ impl RedisEngine {
         }
         let mut held = held;
         held.sort_by_key(|m| m.seq);
-        for msg in held {
+        let mut held = held.into_iter();
+        while let Some(msg) = held.next() {
             if msg.seq < next {
                 continue;
             }
             if msg.seq > next {
+                if self.is_watched(name) {
+                    let rest = std::iter::once(msg).chain(held).collect();
+                    return self.repair(name.clone(), next, rest);
+                }
                 self.events.push(EngineEvent::Gap {
                     channel: name.clone(),
                     notice: Notice::Lost {
