@@ -2,8 +2,12 @@
 //! (Debian's) with playwright-core against the gateway binary. For every transport it
 //! checks in-order delivery, resuming after a gateway restart with no loss and no
 //! duplicate, `lost` reporting, and subscribe/unsubscribe without a new data connection;
-//! screenshots of the demo page land in target/browser-screenshots/. Needs
-//! `tests/setup.sh` (Chromium and playwright-core), which the README's test command runs.
+//! screenshots of the demo page land in target/browser-screenshots/. With no transport
+//! forced it checks that Chromium gets the native WebSocket, and, behind a proxy that
+//! strips `Upgrade` (tests/browser/proxy.mjs), that the client falls back to EventSource
+//! from its cursor with nothing lost or repeated, both when /ws is refused from the start
+//! and when an open WebSocket is cut and then refused. Needs `tests/setup.sh` (Chromium
+//! and playwright-core), which the README's test command runs.
 
 use std::process::Command;
 
@@ -31,7 +35,7 @@ fn comet_js_in_headless_chromium() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for t in ["events", "stream", "iframe", "poll"] {
+    for t in ["ws", "events", "stream", "iframe", "poll"] {
         assert!(
             stdout.contains(&format!("ok {t}: resumed after a gateway restart")),
             "{t}"
@@ -40,5 +44,8 @@ fn comet_js_in_headless_chromium() {
             std::path::Path::new(&format!("{root}/target/browser-screenshots/demo-{t}.png"))
                 .exists()
         );
+    }
+    for check in ["ok auto: picks ws", "ok fallback:", "ok switch:"] {
+        assert!(stdout.contains(check), "{check}");
     }
 }

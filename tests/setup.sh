@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond Rust: Debian's Chromium (the browser tests),
-# playwright-core (to drive it) from the npm registry, Debian's redis-server, the SSE client
-# libraries, and the Autobahn|Testsuite (PyPI, under pyenv's Python 2.7.18). Idempotent and quick when
+# playwright-core (to drive it) from the npm registry, Debian's redis-server, the SSE and
+# WebSocket client libraries, and the Autobahn|Testsuite (PyPI, under pyenv's Python 2.7.18). Idempotent and quick when
 # everything is there already. Node.js and pyenv's Pythons come with the machine.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,22 +22,24 @@ if [ ! -d browser/node_modules/playwright-core ]; then
   echo "tests/setup.sh: installing playwright-core"
   (cd browser && npm ci --no-audit --no-fund --silent)
 fi
-# The SSE client-library tests (tests/sse_clients_*.rs): npm packages pinned in
-# tests/sse/package-lock.json, and httpx-sse with httpx (pinned in tests/sse/requirements.txt,
-# from PyPI) in a Python 3.11 venv at tests/sse/.venv. Each is reinstalled only when what is
-# installed differs from the pins.
-if ! node -e '
-  const dir = process.argv[1];
-  const want = require(dir + "/package.json").dependencies;
-  for (const [name, version] of Object.entries(want)) {
-    let got;
-    try { got = require(dir + "/node_modules/" + name + "/package.json").version; } catch {}
-    if (got !== version) process.exit(1);
-  }' "$PWD/sse" 2>/dev/null; then
-  echo "tests/setup.sh: installing the SSE client libraries (npm)"
-  (cd sse && npm ci --no-audit --no-fund --silent)
-fi
-if ! sse/.venv/bin/python - sse/requirements.txt 2>/dev/null <<'PY'
+# The client-library tests: SSE (tests/sse_clients_*.rs; tests/sse/) and WebSocket
+# (tests/ws_clients_*.rs; tests/ws/). In each directory: npm packages pinned in its
+# package-lock.json, and Python packages pinned in its requirements.txt (from PyPI) in a
+# Python 3.11 venv at DIR/.venv (tests/sse: httpx-sse with httpx; tests/ws: websockets).
+# Each is reinstalled only when what is installed differs from the pins.
+for dir in sse ws; do
+  if ! node -e '
+    const dir = process.argv[1];
+    const want = require(dir + "/package.json").dependencies;
+    for (const [name, version] of Object.entries(want)) {
+      let got;
+      try { got = require(dir + "/node_modules/" + name + "/package.json").version; } catch {}
+      if (got !== version) process.exit(1);
+    }' "$PWD/$dir" 2>/dev/null; then
+    echo "tests/setup.sh: installing the $dir client libraries (npm)"
+    (cd "$dir" && npm ci --no-audit --no-fund --silent)
+  fi
+  if ! "$dir"/.venv/bin/python - "$dir"/requirements.txt 2>/dev/null <<'PY'
 import sys, importlib.metadata as md
 for line in open(sys.argv[1]):
     line = line.split("#")[0].strip()
@@ -46,24 +48,25 @@ for line in open(sys.argv[1]):
         if md.version(name) != version:
             sys.exit(1)
 PY
-then
-  echo "tests/setup.sh: installing httpx-sse and httpx (PyPI) into tests/sse/.venv"
-  python=""
-  for p in python3.11 "$HOME"/.pyenv/versions/3.11*/bin/python3.11 python3; do
-    if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import venv' 2>/dev/null; then
-      python=$p
-      break
+  then
+    echo "tests/setup.sh: installing the $dir client libraries (PyPI) into tests/$dir/.venv"
+    python=""
+    for p in python3.11 "$HOME"/.pyenv/versions/3.11*/bin/python3.11 python3; do
+      if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import venv' 2>/dev/null; then
+        python=$p
+        break
+      fi
+    done
+    if [ -z "$python" ]; then
+      echo "tests/setup.sh: no Python 3 with venv found" >&2
+      exit 1
     fi
-  done
-  if [ -z "$python" ]; then
-    echo "tests/setup.sh: no Python 3 with venv found" >&2
-    exit 1
+    rm -rf "$dir"/.venv
+    "$python" -m venv "$dir"/.venv
+    "$dir"/.venv/bin/python -m pip install -q --disable-pip-version-check --no-input \
+      -r "$dir"/requirements.txt
   fi
-  rm -rf sse/.venv
-  "$python" -m venv sse/.venv
-  sse/.venv/bin/python -m pip install -q --disable-pip-version-check --no-input \
-    -r sse/requirements.txt
-fi
+done
 # The Autobahn|Testsuite (wstest, for tests/autobahn/run.sh): from PyPI into pyenv's Python 2.7.18,
 # in pip's user site (~/.local; wstest in ~/.local/bin), with everything it pulls in pinned in
 # tests/autobahn/requirements.txt. The same as `PYENV_VERSION=2.7.18 python -m pip install --user

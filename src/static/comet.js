@@ -4,12 +4,15 @@
  *                      onMessage: function (data, channel, seq) { ... }});
  *
  * One data connection per instance, whatever the number of channels. Transports, in the
- * order tried: EventSource ('events'), fetch streaming ('stream'), hidden iframe
- * ('iframe', only for a gateway on the page's own origin), JSONP long-polling ('poll');
- * `transport` forces one. The client keeps a
+ * order tried: WebSocket ('ws'), EventSource ('events'), fetch streaming ('stream'),
+ * hidden iframe ('iframe', only for a gateway on the page's own origin), JSONP
+ * long-polling ('poll'); `transport` forces one. The client keeps a
  * cursor per channel and resumes from it on every reconnect, so nothing is missed or
  * repeated; gaps the server announces go to onLost. Reconnects back off exponentially
- * with jitter. subscribe/unsubscribe/close use the control requests and keep the data
+ * with jitter. A transport that fails three times in a row without opening gives way to
+ * the next; a WebSocket that has never opened in this instance (upgrade refused by a
+ * proxy, closed before `hello`) gives way at once, with the cursor kept.
+ * subscribe/unsubscribe/close use the control requests and keep the data
  * connection. Loaded as a plain script it defines window.Comet; /comet.mjs is the same
  * code as an ES module (default export).
  */
@@ -28,6 +31,7 @@
 
   function supported(url) {
     var t = [];
+    if (typeof WebSocket !== 'undefined') t.push('ws');
     if (typeof EventSource !== 'undefined') t.push('events');
     if (typeof fetch !== 'undefined' && typeof ReadableStream !== 'undefined' &&
         typeof TextDecoder !== 'undefined') t.push('stream');
@@ -58,6 +62,9 @@
     this.client = null;
     this.attempt = 0;
     this.failures = 0;
+    // A WebSocket reached `hello` once: later failures to open are outages, not a
+    // refused upgrade, and count like any transport's.
+    this.wsWorked = false;
     this.closed = false;
     this.isOpen = false;
     this.conn = null;
@@ -79,9 +86,25 @@
     var self = this;
     var conn = this.conn;
     clearTimeout(this.watch);
-    this.watch = setTimeout(function () {
-      if (self.conn === conn && conn) { self._drop(); self._schedule(false); }
-    }, this.timeout);
+    // An open WebSocket's heartbeats are pings, which a page never sees: its silence
+    // proves nothing, and a dead socket is the browser's to report (close).
+    if (conn && conn.ws && conn.opened) return;
+    this.watch = setTimeout(function () { self._failed(conn); }, this.timeout);
+  };
+
+  // The data connection `conn` failed (ended, errored, went silent); a stale one is
+  // ignored. A WebSocket that never opened in this instance moves on to the next
+  // transport at once; everything else reconnects with backoff.
+  Comet.prototype._failed = function (conn) {
+    if (!conn || this.conn !== conn) return;
+    var refused = !!conn.ws && !conn.opened && !this.wsWorked &&
+      this.transportIndex < this.order.length - 1;
+    this._drop();
+    if (refused) {
+      this.transportIndex++;
+      this.failures = 0;
+    }
+    this._schedule(refused);
   };
 
   // One event from any transport.
@@ -116,8 +139,7 @@
         if (Object.keys(this.cursor).length === 0) this._finish();
         break;
       case 'error':
-        this._drop();
-        this._schedule(false);
+        this._failed(this.conn);
         break;
     }
   };
@@ -168,14 +190,43 @@
     this._alive();
   };
 
+  // A WebSocket URL for the gateway: ws: or wss: as the page or `url` says.
+  function wsUrl(url) {
+    if (!/^https?:/i.test(url) && hasDom) {
+      var a = document.createElement('a');
+      a.href = url;   // resolved against the page
+      url = a.href;
+    }
+    return url.replace(/^http/i, 'ws');
+  }
+
+  Comet.prototype._ws = function () {
+    var self = this;
+    var ws = new WebSocket(wsUrl(this.url + '/ws?' + this._query()));
+    var conn = { ws: ws, opened: false, stop: function () {
+      ws.onmessage = ws.onclose = ws.onerror = null;
+      ws.close(1000);
+    } };
+    ws.onmessage = function (m) {
+      if (self.conn !== conn) return;
+      var ev = JSON.parse(m.data);
+      if (ev.type === 'hello') { conn.opened = true; self.wsWorked = true; }
+      self._event(ev);
+    };
+    // An error is always followed by close; close alone covers both.
+    ws.onclose = function () { self._failed(conn); };
+    return conn;
+  };
+
   Comet.prototype._events = function () {
     var self = this;
     var es = new EventSource(this.url + '/events?' + this._query());
     es.onmessage = function (m) { if (self.conn && self.conn.es === es) self._event(JSON.parse(m.data)); };
     // The browser's own retry would resume from Last-Event-ID; ours resumes from the
     // cursor, with backoff, the same way for every transport.
-    es.onerror = function () { if (self.conn && self.conn.es === es) { self._drop(); self._schedule(false); } };
-    return { es: es, stop: function () { es.close(); } };
+    var conn = { es: es, stop: function () { es.close(); } };
+    es.onerror = function () { self._failed(conn); };
+    return conn;
   };
 
   Comet.prototype._stream = function () {
@@ -203,9 +254,7 @@
         });
       }
       return pump();
-    }).catch(function () {
-      if (self.conn === conn) { self._drop(); self._schedule(false); }
-    });
+    }).catch(function () { self._failed(conn); });
     return conn;
   };
 
@@ -217,7 +266,7 @@
     root[name] = function (ev) { if (self.conn === conn) self._event(ev); };
     frame.style.display = 'none';
     // The stream ends when the document finishes loading.
-    frame.onload = function () { if (self.conn === conn) { self._drop(); self._schedule(false); } };
+    frame.onload = function () { self._failed(conn); };
     frame.src = this.url + '/iframe?' + this._query() + '&cb=parent.' + name;
     // A streaming frame never finishes loading: added before the page's own load event it
     // would hold that event (and the spinner) forever, so it waits for it.
@@ -235,7 +284,7 @@
       events.forEach(function (ev) { if (self.conn === conn) self._event(ev); });
       if (self.conn === conn) once();
     }
-    function failed() { if (self.conn === conn) { self._drop(); self._schedule(false); } }
+    function failed() { self._failed(conn); }
     function once() {
       var url = self.url + '/poll?' + self._query() + (self.client ? '&client=' + self.client : '');
       if (!hasDom) {

@@ -4,11 +4,16 @@
 // reconnects and gets everything published since, with no duplicate (the restart is
 // reported as a reset); a cursor behind the buffer is reported as lost; subscribe and
 // unsubscribe change what arrives without a new data connection. Screenshots of the demo
-// page go to OUT_DIR. Prints one line per check; exits non-zero on the first failure.
+// page go to OUT_DIR. Then, with no transport forced: Chromium picks the native
+// WebSocket; behind a proxy that strips `Upgrade` (so /ws answers 426) the client falls
+// back to EventSource from its cursor; and when that proxy starts stripping while a
+// WebSocket is open, the client ends on EventSource with every message once, in order.
+// Prints one line per check; exits non-zero on the first failure.
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import fs from 'node:fs';
+import { upgradeStrippingProxy } from './proxy.mjs';
 
 const [bin, outDir] = process.argv.slice(2);
 fs.mkdirSync(outDir, { recursive: true });
@@ -60,10 +65,12 @@ const base = `http://127.0.0.1:${pub}`;
 let failed = false;
 await startGateway();
 try {
-  for (const t of (process.env.TRANSPORTS || 'events,stream,iframe,poll').split(',')) {
+  // TRANSPORTS=ws,events (or empty) runs only those; AUTOMATIC=0 skips the unforced part.
+  for (const t of (process.env.TRANSPORTS ?? 'ws,events,stream,iframe,poll').split(',').filter(Boolean)) {
     const page = await browser.newPage();
     const dataRequests = [];
     page.on('request', (r) => { if (/\/(events|stream|iframe|poll)\?channel=b-/.test(r.url())) dataRequests.push(r.url()); });
+    page.on('websocket', (w) => { if (/\/ws\?channel=b-/.test(w.url())) dataRequests.push(w.url()); });
     await page.goto(`${base}/?transport=${t}`, { waitUntil: 'domcontentloaded' });
     const ch = `b-${t}`;
     await page.evaluate(({ t, ch }) => {
@@ -149,6 +156,7 @@ try {
     console.log(`ok ${t}: screenshot ${outDir}/demo-${t}.png`);
     await page.close();
   }
+  if (process.env.AUTOMATIC !== '0') await automatic();
 } catch (e) {
   console.log(`FAIL ${e.message}`);
   failed = true;
@@ -157,3 +165,107 @@ try {
   if (gw) await stopGateway();
 }
 process.exit(failed ? 1 : 0);
+
+// With no transport forced. Each page records [status, transport] pairs and every
+// message; `expect` is the list of seqs that must arrive, each once, in this order.
+async function automatic() {
+  async function open(origin, ch, seq) {
+    const page = await browser.newPage();
+    // A page of the gateway's origin with nothing but comet.js (the demo page would open
+    // a connection of its own).
+    await page.goto(`${origin}/blank`);
+    await page.addScriptTag({ url: '/comet.js' });
+    await page.evaluate(({ ch, seq }) => {
+      window.got = []; window.st = [];
+      window.c = new Comet({ url: '', channels: [ch], seq: seq == null ? {} : { [ch]: seq }, timeout: 3000,
+        onMessage: (d, c, s) => window.got.push(s),
+        onStatus: (s, t) => window.st.push([s, t]) });
+    }, { ch, seq });
+    return page;
+  }
+  const opened = (page, t) => until(`open on ${t}`, () => page.evaluate((t) => window.st.some(([s, x]) => s === 'open' && x === t), t))
+    .catch(async (e) => { throw new Error(`${e.message}; statuses ${JSON.stringify(await page.evaluate(() => window.st))}`); });
+  async function all(page, what, expect) {
+    await until(`${what}: ${expect.length} messages`, () => page.evaluate((n) => window.got.length >= n, expect.length));
+    await sleep(300); // a duplicate would arrive meanwhile
+    const got = await page.evaluate(() => window.got);
+    check(JSON.stringify(got) === JSON.stringify(expect), `${what}: got ${JSON.stringify(got)} want ${JSON.stringify(expect)}`);
+  }
+
+  // Straight to the gateway: the native WebSocket.
+  {
+    const ch = 'auto-direct';
+    const page = await open(base, ch, null);
+    await opened(page, 'ws');
+    const t = await page.evaluate(() => window.c.transport());
+    check(t === 'ws', `transport ${t}, want ws`);
+    const st = await page.evaluate(() => window.st);
+    check(st.every(([, x]) => x === 'ws'), `tried other transports: ${JSON.stringify(st)}`);
+    await until('auto: subscribed at the gateway', async () => {
+      const r = await fetch(`http://127.0.0.1:${adm}/channels/${ch}`);
+      return r.ok && (await r.json()).subscribers >= 1;
+    });
+    const want = [];
+    for (let i = 0; i < 20; i++) want.push(await publish(ch, `m${i}`));
+    await all(page, 'auto', want);
+    console.log('ok auto: picks ws in Chromium, 20 messages in order, none lost or repeated');
+    await page.close();
+  }
+
+  // Behind a proxy that strips Upgrade from the start: /ws answers 426, the client goes
+  // on to EventSource from the cursor it was given.
+  {
+    const proxy = await upgradeStrippingProxy(pub);
+    proxy.strip = true;
+    try {
+      const ch = 'auto-refused';
+      const want = [];
+      for (let i = 0; i < 3; i++) want.push(await publish(ch, `before ${i}`));
+      const page = await open(`http://127.0.0.1:${proxy.port}`, ch, want[0]);
+      await opened(page, 'events');
+      const st = await page.evaluate(() => window.st);
+      // One refused WebSocket, then EventSource at once (no backoff round on ws).
+      const path = [['connecting', 'ws'], ['connecting', 'events'], ['open', 'events']];
+      check(JSON.stringify(st) === JSON.stringify(path), `statuses ${JSON.stringify(st)}, want ${JSON.stringify(path)}`);
+      check(proxy.stripped >= 1, `the proxy saw no WebSocket handshake (${proxy.stripped})`);
+      for (let i = 0; i < 3; i++) want.push(await publish(ch, `after ${i}`));
+      await all(page, 'refused', want);
+      console.log(`ok fallback: /ws refused by the proxy (${proxy.stripped} handshake(s) stripped), events from the cursor, none lost or repeated`);
+      await page.close();
+    } finally {
+      proxy.close();
+    }
+  }
+
+  // Through the proxy while it passes WebSockets, then it starts stripping and cuts every
+  // connection: the client retries WebSocket with backoff, gives way to EventSource, and
+  // resumes from its cursor.
+  {
+    const proxy = await upgradeStrippingProxy(pub);
+    try {
+      const ch = 'auto-switch';
+      const page = await open(`http://127.0.0.1:${proxy.port}`, ch, null);
+      await opened(page, 'ws');
+      await until('switch: subscribed at the gateway', async () => {
+        const r = await fetch(`http://127.0.0.1:${adm}/channels/${ch}`);
+        return r.ok && (await r.json()).subscribers >= 1;
+      });
+      const want = [];
+      for (let i = 0; i < 5; i++) want.push(await publish(ch, `ws ${i}`));
+      await all(page, 'switch, on ws', want);
+      proxy.strip = true;
+      proxy.cut();
+      for (let i = 0; i < 5; i++) want.push(await publish(ch, `outage ${i}`));
+      await opened(page, 'events');
+      for (let i = 0; i < 5; i++) want.push(await publish(ch, `events ${i}`));
+      await all(page, 'switch', want);
+      const t = await page.evaluate(() => window.c.transport());
+      check(t === 'events', `transport ${t} after the switch, want events`);
+      check(proxy.stripped >= 1, 'the proxy stripped no WebSocket handshake after the cut');
+      console.log('ok switch: ws dropped and refused, then events from the cursor, 15 messages once each in order');
+      await page.close();
+    } finally {
+      proxy.close();
+    }
+  }
+}

@@ -1,5 +1,6 @@
 //! The gateway binary as a child process on fixed ports (so that a restart comes back on
-//! them), and the raw HTTP it is spoken to with: publishing, counting heartbeats.
+//! them), and the raw HTTP it is spoken to with: publishing, signing, admin reads,
+//! counting heartbeats. Shared with the WebSocket client-library tests (tests/ws_common/).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -27,16 +28,22 @@ pub(super) struct Gateway {
 }
 
 impl Gateway {
-    /// Starts `comet-gateway` on `public` and `admin` and waits until it says it listens.
-    /// Retries (boundedly) when it exits at once, e.g. while a port is still held.
+    /// Starts `comet-gateway` on `public` and `admin` with `--heartbeat 200ms --buffer 100`.
     pub(super) fn start(public: u16, admin: u16) -> Gateway {
+        Gateway::start_with(public, admin, &["--heartbeat", "200ms", "--buffer", "100"])
+    }
+
+    /// Starts `comet-gateway` on `public` and `admin` with `flags` and waits until it says
+    /// it listens. Retries (boundedly) when it exits at once, e.g. while a port is still
+    /// held.
+    pub(super) fn start_with(public: u16, admin: u16, flags: &[&str]) -> Gateway {
         let deadline = Instant::now() + WAIT;
         let mut last_log = Vec::new();
         while Instant::now() < deadline {
             let mut child = Command::new(env!("CARGO_BIN_EXE_comet-gateway"))
                 .args(["--listen", &format!("127.0.0.1:{public}")])
                 .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-                .args(["--heartbeat", "200ms", "--buffer", "100"])
+                .args(flags)
                 .env("RUST_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -188,6 +195,30 @@ pub(super) fn publish(admin: u16, channel: &str, payload: &str) -> u64 {
     answer["seq"]
         .as_u64()
         .unwrap_or_else(|| panic!("publish answer without seq: {text}"))
+}
+
+/// `POST /sign?channel=CHANNEL&ttl=600`: the token.
+pub(super) fn sign(admin: u16, channel: &str) -> String {
+    let (status, body) = http(
+        admin,
+        "POST",
+        &format!("/sign?channel={channel}&ttl=600"),
+        b"",
+    );
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "sign: HTTP {status}: {text}");
+    let answer: Value =
+        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("sign answer ({e}): {text}"));
+    answer["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("sign answer without token: {text}"))
+        .to_string()
+}
+
+/// `GET target` on the admin listener: the status and the JSON body (`null` if none).
+pub(super) fn admin_get(admin: u16, target: &str) -> (u16, Value) {
+    let (status, body) = http(admin, "GET", target, b"");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 /// Reads `/events` raw for `period` and counts the heartbeat comments (`:hb`) it sees.
