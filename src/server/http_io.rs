@@ -42,6 +42,12 @@ const ADMIN_PIPELINE_WINDOW: usize = 64 * 1024;
 /// client still sends, so the client reads our answer rather than a reset.
 pub(super) const LINGER_MS: u64 = 5_000;
 
+/// Whether `conn` is a WebSocket with frames waiting to be handled.
+fn ws_with_input(conn: &Conn) -> bool {
+    matches!(&conn.phase, Phase::Streaming(st) if st.out.input() == Input::WebSocket)
+        && !conn.rbuf().is_empty()
+}
+
 /// Largest body accepted on this listener.
 fn body_limit(config: &Config, admin: bool) -> usize {
     if admin || config.demo {
@@ -112,6 +118,19 @@ impl Server {
                     self.close(key);
                     return false;
                 }
+                ReadOutcome::Eof if ws_with_input(conn) => {
+                    // A WebSocket that half-closed after its last frames (a close, a
+                    // command): they are handled (a close is answered, and the socket
+                    // closed once that is written), then it is gone.
+                    conn.peer_closed = true;
+                    self.ws_input(key);
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        if matches!(conn.phase, Phase::Streaming(_)) {
+                            self.close(key);
+                        }
+                    }
+                    return false;
+                }
                 ReadOutcome::Eof => {
                     // A subscriber that hangs up is gone; otherwise finish what was
                     // asked, then close.
@@ -135,7 +154,6 @@ impl Server {
     /// Handles a readable event: reads what arrived, then handles whole requests.
     pub(super) fn read(&mut self, key: Key<Conn>) {
         if self.read_more(key) {
-            self.ws_input(key);
             self.process_input(key);
         }
         self.debug_check_timer(key);
@@ -154,7 +172,11 @@ impl Server {
             let admin = conn.admin;
             let body_limit = body_limit(&self.config, admin);
             let window = pipeline_window(&self.config, admin);
-            match conn.phase {
+            match &conn.phase {
+                // A WebSocket's frames are its input.
+                Phase::Streaming(st) if st.out.input() == Input::WebSocket => {
+                    return self.ws_input(key)
+                }
                 Phase::Parked(_)
                 | Phase::Streaming(_)
                 | Phase::Waiting(_)

@@ -72,7 +72,7 @@ const REQUESTS_PER_TURN: u32 = 16;
 /// Most public requests handled in one loop turn, so that however many clients pipeline
 /// requests at once, a turn stays short and the admin listener (served first in every
 /// turn) waits at most one short turn.
-const PUBLIC_REQUESTS_PER_TURN: u32 = 64;
+pub(super) const PUBLIC_REQUESTS_PER_TURN: u32 = 64;
 
 /// What a timer in the reactor's wheel is for.
 #[derive(Clone, Copy, Debug)]
@@ -356,10 +356,13 @@ impl Server {
 
     fn conn_ready(&mut self, key: Key<Conn>, event: &mio::event::Event) {
         // A subscriber whose client hung up is gone at once, even with unread requests
-        // in the way of the end-of-file (its input buffer may be full).
+        // in the way of the end-of-file (its input buffer may be full); a WebSocket's
+        // last frames (its close, a last command) are read and handled first.
         let hung_up = event.is_read_closed()
-            && self.conns.get(key).is_some_and(|c| {
-                matches!(c.phase, conn::Phase::Parked(_) | conn::Phase::Streaming(_))
+            && self.conns.get(key).is_some_and(|c| match &c.phase {
+                conn::Phase::Parked(_) => true,
+                conn::Phase::Streaming(st) => st.out.input() != crate::transport::Input::WebSocket,
+                _ => false,
             });
         if hung_up {
             return self.close(key);

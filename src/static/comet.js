@@ -86,9 +86,8 @@
     var self = this;
     var conn = this.conn;
     clearTimeout(this.watch);
-    // An open WebSocket's heartbeats are pings, which a page never sees: its silence
-    // proves nothing, and a dead socket is the browser's to report (close).
-    if (conn && conn.ws && conn.opened) return;
+    // Every transport's heartbeat reaches the page (a WebSocket's ping comes with a
+    // `noop` event), so silence means a dead connection on every one.
     this.watch = setTimeout(function () { self._failed(conn); }, this.timeout);
   };
 

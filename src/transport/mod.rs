@@ -144,8 +144,9 @@ pub struct StreamOut {
     format: Format,
     /// Chunked body (HTTP/1.1), or raw until the close (HTTP/1.0).
     chunked: bool,
-    /// A WebSocket's pings sent since the peer last sent a frame (liveness).
-    unanswered: u8,
+    /// When a WebSocket's peer last sent a frame (reactor time in centiseconds, wrapping
+    /// after 497 days: liveness looks back at most two heartbeats, 60 days at most).
+    heard_cs: u32,
     /// The test-only echo endpoint (`--ws-echo`): messages are echoed, not commands.
     echo: bool,
 }
@@ -158,7 +159,7 @@ impl StreamOut {
             parser: websocket::Parser::new(),
             format,
             chunked: !http10 && format != Format::WebSocket,
-            unanswered: 0,
+            heard_cs: 0,
             echo: false,
         }
     }
@@ -183,22 +184,29 @@ impl StreamOut {
         self.format == Format::WebSocket
     }
 
-    /// The peer sent a frame: it is alive.
-    pub fn heard(&mut self) {
-        self.unanswered = 0;
+    /// The peer sent a frame (or opened the connection) at `now_ms`: it is alive.
+    pub fn heard(&mut self, now_ms: u64) {
+        self.heard_cs = (now_ms / 10) as u32;
     }
 
-    /// The heartbeat is due: the frame to send, or `None` when the peer has answered
-    /// none of the last two (a WebSocket peer that sends nothing, not even a pong, is
-    /// gone; HTTP streams have no way to answer, so this holds only for WebSockets).
-    pub fn heartbeat_due(&mut self) -> Option<Bytes> {
+    /// The heartbeat is due at `now_ms`: the frame to send, or `None` when a WebSocket
+    /// peer has sent nothing, not even a pong, for two heartbeats (`hb_ms`): it is gone.
+    /// HTTP streams have no way to answer, so this holds only for WebSockets.
+    pub fn heartbeat_due(&self, now_ms: u64, hb_ms: u64) -> Option<Bytes> {
         if self.format == Format::WebSocket {
-            if self.unanswered >= 2 {
+            let silent_ms = u64::from(((now_ms / 10) as u32).wrapping_sub(self.heard_cs)) * 10;
+            if silent_ms >= hb_ms.saturating_mul(2) {
                 return None;
             }
-            self.unanswered += 1;
         }
         Some(self.heartbeat())
+    }
+
+    /// What ends the stream when its subscriber is closed on request (a control or a
+    /// command `close`), if not the usual ending: a WebSocket's close 1000.
+    pub fn closed_on_request(&self) -> Option<Bytes> {
+        (self.format == Format::WebSocket)
+            .then(|| websocket::encode::close(websocket::close::NORMAL, ""))
     }
 
     /// Whether `--stream-max-age` ends it (WebSockets last until their client or a
@@ -273,8 +281,11 @@ impl StreamOut {
 
     /// A heartbeat for an idle stream.
     pub fn heartbeat(&self) -> Bytes {
-        if self.format == Format::WebSocket {
+        if self.format == Format::WebSocket && self.echo {
             return websocket::encode::heartbeat();
+        }
+        if self.format == Format::WebSocket {
+            return websocket::encode::heartbeat_with_noop();
         }
         stream::heartbeat(self.format, &self.cb, self.chunked)
     }

@@ -83,7 +83,10 @@ impl Server {
                 let closes = self.close_events(ck);
                 match self.conns.get(ck).map(|c| &c.phase) {
                     Some(Phase::Parked(_)) => self.answer_poll(ck, &closes, true),
-                    Some(Phase::Streaming(_)) => self.end_stream(ck, &closes),
+                    Some(Phase::Streaming(st)) => {
+                        let last = st.out.closed_on_request();
+                        self.end_stream_with(ck, &closes, last)
+                    }
                     _ => {}
                 }
             }

@@ -209,6 +209,7 @@ impl Server {
         let id = follower.client.to_string();
         let stream_head = out.head(self.cors.lines(cors), &id);
         out.headed();
+        out.heard(now.ms);
         let mut opening = Vec::with_capacity(2);
         out.opening(&event::hello(&id, &cursor), &cursor, &mut opening);
         let client = follower.client;
@@ -310,7 +311,12 @@ impl Server {
             let f = st
                 .out
                 .event(&e, &self.hub.cursor(st.follower.subs.as_slice()));
+            let ws = st.out.input() == Input::WebSocket;
             conn.queue(f);
+            if ws {
+                use crate::transport::websocket::{close, encode};
+                conn.queue(encode::close(close::POLICY, "too slow"));
+            }
             // Where the socket still takes it, the client learns why; a failure here
             // changes nothing, the connection closes anyway.
             let _ = conn.flush(self.now.ms);
@@ -338,7 +344,7 @@ impl Server {
             return self.end_stream_with(key, &[event::reconnect(&cursor)], last);
         }
         if idle && now >= st.last_write_ms.saturating_add(hb) {
-            let Some(f) = st.out.heartbeat_due() else {
+            let Some(f) = st.out.heartbeat_due(now, hb) else {
                 // A WebSocket peer silent through two pings is gone.
                 log::debug!("closing a WebSocket that answered no ping");
                 return self.close(key);
@@ -366,10 +372,14 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if !matches!(conn.phase, Phase::Streaming(_)) {
+        let Phase::Streaming(st) = &conn.phase else {
             return;
-        }
-        let Phase::Streaming(st) = self.kinds.swap(conn, Phase::Closing { linger: false }) else {
+        };
+        // A WebSocket's close frame is its half of the closing handshake: what the
+        // client still sends (its own close, the rest of a message) is read and dropped
+        // for a while, so it reads our close rather than a reset.
+        let linger = st.out.input() == Input::WebSocket;
+        let Phase::Streaming(st) = self.kinds.swap(conn, Phase::Closing { linger }) else {
             return;
         };
         let subs = st.follower.subs.as_slice();

@@ -24,14 +24,18 @@ use crate::hub::Channel;
 use crate::hub::{Follower, Subs};
 use crate::server::conn::{Conn, Phase, Stream};
 use crate::server::handlers::stream::ws_handshake;
+use crate::server::http_io::pipeline_window;
 use crate::server::waiting::Target;
-use crate::server::{after, Server, TimerKind};
+use crate::server::{after, Server, TimerKind, PUBLIC_REQUESTS_PER_TURN};
 use crate::subscription;
 use crate::subscription::ClientId;
 use crate::transport::websocket::command::{self, Command};
 use crate::transport::websocket::{close, encode, Incoming, Parser, Status};
 use crate::transport::Input;
 use crate::transport::StreamOut;
+
+/// Most frames one WebSocket has handled before the others get their turn.
+const WS_FRAMES_PER_TURN: u32 = 16;
 
 /// The largest message a subscriber may send (commands are small).
 pub(in crate::server) const WS_MAX_MESSAGE: usize = 4096;
@@ -74,6 +78,7 @@ impl Server {
         let h = out.head(&[], &client.to_string());
         out.headed();
         let now = self.now.ms;
+        out.heard(now);
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -93,17 +98,30 @@ impl Server {
         self.ws_input(key);
     }
 
-    /// Handles the frames a WebSocket subscriber has sent.
+    /// Handles the frames a WebSocket subscriber has sent, as HTTP requests are: a few
+    /// per turn (a client that keeps its socket full yields to the others, and goes on
+    /// next turn), and none while more than the pipelining window of output waits unsent
+    /// (what a command makes the gateway queue, a catch-up or a pong, is written before
+    /// the next is read: a client that sends without reading holds a read buffer and a
+    /// window, then TCP pushes back). `flush` resumes it as its output drains.
     pub(in crate::server) fn ws_input(&mut self, key: Key<Conn>) {
+        let mut handled = 0;
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
+            let window = pipeline_window(&self.config, conn.admin);
+            if conn.pending() > window {
+                return;
+            }
             let Phase::Streaming(st) = &mut conn.phase else {
                 return;
             };
             if st.out.input() != Input::WebSocket {
                 return;
+            }
+            if handled == WS_FRAMES_PER_TURN || self.turn_requests >= PUBLIC_REQUESTS_PER_TURN {
+                return self.defer(key);
             }
             let max = if st.out.is_echo() {
                 WS_ECHO_MAX_MESSAGE
@@ -122,7 +140,7 @@ impl Server {
             st.out.parser = parser;
             let echo = st.out.is_echo();
             if matches!(parsed, Ok(Status::Complete { .. })) {
-                st.out.heard();
+                st.out.heard(self.now.ms);
             }
             let incoming = match parsed {
                 Ok(Status::Partial { .. }) => {
@@ -135,6 +153,8 @@ impl Server {
                 }
                 Ok(Status::Complete { consumed, incoming }) => {
                     conn.consume(consumed);
+                    handled += 1;
+                    self.turn_requests += 1;
                     incoming
                 }
                 Err(e) => {

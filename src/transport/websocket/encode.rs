@@ -102,9 +102,19 @@ pub fn text_parts(payload: &Bytes, out: &mut Vec<Bytes>) {
     out.push(payload.clone());
 }
 
-/// An empty ping: the heartbeat, the same two bytes for every connection.
+/// An empty ping: the heartbeat of the echo socket, the same two bytes for every
+/// connection.
 pub fn heartbeat() -> Bytes {
     Bytes::from_static(&[0x89, 0x00])
+}
+
+/// The heartbeat of `/ws`: an empty ping (the peer's pong, or any frame, proves it
+/// alive), then a `noop` event in a text frame (a page sees no ping; its client tells a
+/// dead connection by the silence, as on the HTTP streams). The same 19 bytes for every
+/// connection.
+pub fn heartbeat_with_noop() -> Bytes {
+    const NOOP_FRAME: &[u8] = b"\x89\x00\x81\x0f{\"type\":\"noop\"}";
+    Bytes::from_static(NOOP_FRAME)
 }
 
 /// A ping carrying `payload` (cut to 125 bytes).
