@@ -584,3 +584,23 @@ fn review_guard_redis_socket_gone_while_the_read_is_in_flight() {
     let mut s = open(&g, "channel=c&seq=0");
     assert_eq!(event(&mut s)["data"], "c-old");
 }
+
+/// FAILS (minor, spec wording): PROTOCOL.md says "no frame or pong for two heartbeats
+/// closes the connection"; a silent peer is closed at the third heartbeat tick (two
+/// pings sent, closed one heartbeat after the second), i.e. after three heartbeats of
+/// silence. Measured from the hello (the last thing before the silence).
+#[test]
+fn review_a_silent_peer_is_closed_after_two_heartbeats() {
+    let hb = Duration::from_millis(300);
+    let g = TestServer::start(|c| c.heartbeat = hb);
+    let mut s = open(&g, "channel=a");
+    let t = Instant::now();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 64];
+    while !matches!(s.read(&mut buf), Ok(0) | Err(_)) {}
+    let silent = t.elapsed();
+    assert!(
+        silent < 2 * hb + Duration::from_millis(150),
+        "closed after {silent:?} of silence (heartbeat {hb:?})"
+    );
+}
