@@ -1,7 +1,8 @@
-//! Adversarial review of the WebSocket transport (branch `ws`). Each test is named
-//! `review_…`; those that demonstrate a defect FAIL on the branch as reviewed and say so
-//! in their doc comment ("FAILS: …"); those marked "GUARD" pass and pin down a property
-//! that matters (a regression would be a security or correctness bug).
+//! What a hostile or careless WebSocket client can do, and what it may not make the
+//! gateway do: stall other connections, grow memory without bound, leave state behind,
+//! get a reset instead of a close, or go unnoticed when silent. Written as an adversarial
+//! review of the transport; the tests that first failed ("was: …" in their doc comments)
+//! show what was fixed, the others pin down properties that held.
 
 mod util;
 
@@ -158,7 +159,11 @@ fn timed_get(addr: SocketAddr, path: &str, limit: Duration) -> Option<Duration> 
     let t = Instant::now();
     let mut s = TcpStream::connect_timeout(&addr, limit).ok()?;
     s.set_read_timeout(Some(limit)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut b = [0u8; 12];
     s.read_exact(&mut b).ok()?;
     Some(t.elapsed())
@@ -167,14 +172,14 @@ fn timed_get(addr: SocketAddr, path: &str, limit: Duration) -> Option<Duration> 
 // ---------------------------------------------------------------------------------------
 // 1. Reactor fairness.
 
-/// FAILS: one anonymous WebSocket that keeps its socket full of tiny frames (unsolicited
+/// Was: one anonymous WebSocket that keeps its socket full of tiny frames (unsolicited
 /// pongs: no output, no state) keeps the reactor inside `ws_input`, which reads again
 /// whenever the read buffer filled (`read_paused`) with no per-turn budget: every other
 /// connection, the admin listener included, stalls while it sends.
 #[test]
-fn review_a_frame_flood_on_one_socket_stalls_every_other_connection() {
+fn a_frame_flood_on_one_socket_does_not_stall_the_others() {
     let g = TestServer::start(|_| {});
-    let mut flood = open(&g, "channel=a");
+    let flood = open(&g, "channel=a");
     // Sanity: the gateway answers quickly when nobody floods.
     assert!(timed_get(g.admin, "/healthz", Duration::from_secs(2)).is_some());
     let stop = Arc::new(AtomicBool::new(false));
@@ -191,28 +196,30 @@ fn review_a_frame_flood_on_one_socket_stalls_every_other_connection() {
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    let mut worst = Duration::ZERO;
+    // While it floods (for as long as these take), the admin listener is answered. (Not
+    // a timing: the flood never ends by itself, so an answer comes only if the reactor
+    // leaves the flooder for its other connections.)
     let mut unanswered = 0;
-    for _ in 0..5 {
-        match timed_get(g.admin, "/healthz", Duration::from_secs(3)) {
-            Some(d) => worst = worst.max(d),
-            None => unanswered += 1,
+    for _ in 0..3 {
+        if timed_get(g.admin, "/healthz", Duration::from_secs(10)).is_none() {
+            unanswered += 1;
         }
     }
+    let still_flooding = !flooder.is_finished();
     stop.store(true, Ordering::Relaxed);
     let _ = flood.shutdown(Shutdown::Both);
     flooder.join().unwrap();
-    assert!(
-        unanswered == 0 && worst < Duration::from_secs(1),
-        "while one WebSocket floods frames, /healthz went unanswered {unanswered}/5 times \
-         within 3 s (slowest answered: {worst:?})"
+    assert!(still_flooding, "the flooder stopped early (dropped?)");
+    assert_eq!(
+        unanswered, 0,
+        "while one WebSocket floods frames, /healthz went unanswered {unanswered}/3 times"
     );
 }
 
 // ---------------------------------------------------------------------------------------
 // 2. What an anonymous client can make the gateway hold.
 
-/// FAILS: commands are parsed with no back-pressure (HTTP pipelining stops at a 4 KiB
+/// Was: commands are parsed with no back-pressure (HTTP pipelining stops at a 4 KiB
 /// window of unsent answers; `/ws` commands never stop). A client that never reads sends
 /// `subscribe seq=0` / `unsubscribe` pairs: each subscribe queues the whole history of
 /// its channels again and adds the same amount to the slow-consumer grace, so
@@ -221,7 +228,7 @@ fn review_a_frame_flood_on_one_socket_stalls_every_other_connection() {
 /// messages alive after the channel evicted them. Nothing bounds it but `--idle-timeout`
 /// (60 s of no progress, and a client that reads a byte now and then resets that).
 #[test]
-fn review_subscribe_unsubscribe_loop_without_reading_grows_memory_without_bound() {
+fn a_subscribe_unsubscribe_loop_without_reading_stays_bounded() {
     let gw = util::ChildGateway::spawn(None, &["--max-pending-bytes", "65536"]);
     let channels: Vec<String> = (0..15).map(|i| format!("h{i:02}")).collect();
     // 100 buffered messages (the default --buffer) on each of 15 channels (with the
@@ -232,7 +239,10 @@ fn review_subscribe_unsubscribe_loop_without_reading_grows_memory_without_bound(
         let d = format!("message {i}");
         let r = util::request(
             gw.admin,
-            &format!("POST /pub?channel={list} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{d}", d.len()),
+            &format!(
+                "POST /pub?channel={list} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{d}",
+                d.len()
+            ),
         );
         assert_eq!(r.status, 200, "{}", r.text());
     }
@@ -284,38 +294,42 @@ fn review_subscribe_unsubscribe_loop_without_reading_grows_memory_without_bound(
     );
 }
 
-/// GUARD (passes): a ping flood from a client that does not read is bounded by
-/// `--max-pending-bytes` (pongs count against it) and the client is dropped. Note that
-/// docs/websocket.md promises more ("at most one pending pong kept"): every ping gets
-/// its own queued pong.
+/// a ping flood from a client that does not read is bounded: frames are not
+/// read on while more than the pipelining window (4 KiB) of output waits, so the client
+/// holds at most a read buffer and that window before TCP pushes back; its output no
+/// longer moving, `--idle-timeout` closes it (counted as stalled).
 #[test]
-fn review_guard_a_ping_flood_without_reading_is_dropped_at_max_pending_bytes() {
-    let g = TestServer::start(|c| c.max_pending_bytes = 64 * 1024);
+fn a_ping_flood_without_reading_is_pushed_back_and_closed() {
+    let g = TestServer::start(|c| {
+        c.max_pending_bytes = 64 * 1024;
+        c.idle_timeout = Duration::from_millis(500);
+    });
     let (mut s, head) = handshake_on(tiny(g.public), "channel=a");
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
     let ping = masked(0x89, &[b'p'; 125]);
     let burst: Vec<u8> = (0..1000).flat_map(|_| ping.clone()).collect();
     let deadline = Instant::now() + Duration::from_secs(20);
+    s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    // The writes stop going through (TCP back-pressure) or fail (closed).
     loop {
-        assert!(Instant::now() < deadline, "a ping flood was never cut off");
-        s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "a ping flood was never pushed back"
+        );
         if s.write_all(&burst).is_err() {
             break;
         }
-        if util::stats(g.admin)["slow_consumers_dropped"].as_u64() == Some(1) {
-            break;
-        }
     }
-    util::wait_until("the flooder is dropped", || {
-        util::stats(g.admin)["slow_consumers_dropped"].as_u64() == Some(1)
+    util::wait_until("the flooder is closed", || {
+        util::stats(g.admin)["stalled_dropped"].as_u64() == Some(1)
     });
     g.wait_subscribers("a", 0);
 }
 
-/// GUARD (passes): fragments are capped all together (4 KiB): many small continuation
+/// fragments are capped all together (4 KiB): many small continuation
 /// frames of one message end in 1009, the assembly buffer never grows past the cap.
 #[test]
-fn review_guard_fragments_are_capped_in_total() {
+fn fragments_are_capped_in_total() {
     let g = TestServer::start(|_| {});
     let mut s = open(&g, "channel=a");
     send(&mut s, 0x01, &[b' '; 1000]); // text, not final
@@ -330,14 +344,17 @@ fn review_guard_fragments_are_capped_in_total() {
     g.wait_subscribers("a", 0);
 }
 
-/// GUARD (passes): a subscribe past --max-channels-per-subscriber counts the channels
+/// a subscribe past --max-channels-per-subscriber counts the channels
 /// the socket already has (one socket cannot collect an unbounded number of channels).
 #[test]
-fn review_guard_subscribe_commands_cannot_exceed_the_per_subscriber_cap() {
+fn subscribe_commands_cannot_exceed_the_per_subscriber_cap() {
     let g = TestServer::start(|c| c.max_channels_per_subscriber = 4);
     let mut s = open(&g, "channel=c0");
     for i in 1..10 {
-        command(&mut s, &format!(r#"{{"type":"subscribe","channel":"c{i}"}}"#));
+        command(
+            &mut s,
+            &format!(r#"{{"type":"subscribe","channel":"c{i}"}}"#),
+        );
         let got = sync(&mut s);
         if i < 4 {
             assert!(got.is_empty(), "c{i}: {got:?}");
@@ -353,11 +370,11 @@ fn review_guard_subscribe_commands_cannot_exceed_the_per_subscriber_cap() {
 // ---------------------------------------------------------------------------------------
 // 3. Close codes and the closing handshake.
 
-/// FAILS: `POST /clients/ID/close` on a WebSocket ends it with 1001 ("going away", the
+/// Was: `POST /clients/ID/close` on a WebSocket ends it with 1001 ("going away", the
 /// code PROTOCOL.md reserves for shutdown) where the `close` command gives 1000 for the
 /// very same thing (`control` calls `end_stream`, whose ending is `GOING_AWAY`).
 #[test]
-fn review_a_control_close_ends_a_websocket_with_1000_like_the_close_command() {
+fn a_control_close_ends_a_websocket_with_1000_like_the_close_command() {
     let g = TestServer::start(|_| {});
     let (mut s, hello) = open_at(g.public, "channel=a");
     let id = hello["client"].as_str().unwrap();
@@ -372,14 +389,14 @@ fn review_a_control_close_ends_a_websocket_with_1000_like_the_close_command() {
     assert_eq!(code, 1000, "a control close is not the server going away");
 }
 
-/// FAILS: a client that starts the closing handshake and half-closes its side (a
+/// Was: a client that starts the closing handshake and half-closes its side (a
 /// legitimate TCP pattern; some clients shut down writing after their close frame) gets
 /// no close frame back but a reset: `conn_ready` closes a `Streaming` connection at once
 /// on `is_read_closed()`, without reading the close frame still in the socket (so the
 /// kernel answers with RST). The same swallows a `{"type":"close"}` command (no `close`
 /// events) or any last command sent just before FIN.
 #[test]
-fn review_a_close_frame_followed_by_fin_is_still_answered() {
+fn a_close_frame_followed_by_fin_is_still_answered() {
     let g = TestServer::start(|_| {});
     let mut s = open(&g, "channel=a");
     let mut bytes = masked(0x88, &1000u16.to_be_bytes());
@@ -392,14 +409,14 @@ fn review_a_close_frame_followed_by_fin_is_still_answered() {
     }
 }
 
-/// FAILS (on Linux it shows as a reset after the close frame; on other stacks the
+/// Was (on Linux it shows as a reset after the close frame; on other stacks the
 /// close frame itself can be lost): a connection failed for a protocol reason while the
 /// client is still sending (here a 1009: a frame declared at 1 MiB) is closed with
 /// unread input, which makes the kernel send RST instead of FIN. HTTP errors linger for
 /// exactly this reason (`Closing { linger: true }`); `end_stream_with` always passes
 /// `linger: false`.
 #[test]
-fn review_a_1009_while_the_client_still_sends_ends_with_fin_not_reset() {
+fn a_1009_while_the_client_still_sends_ends_with_fin_not_reset() {
     let g = TestServer::start(|_| {});
     let mut s = open(&g, "channel=a");
     let big = masked(0x81, &vec![b'x'; 1 << 20]);
@@ -418,26 +435,26 @@ fn review_a_1009_while_the_client_still_sends_ends_with_fin_not_reset() {
     );
 }
 
-/// GUARD (passes): every protocol violation gets its code (1002/1003/1007/1009), a
+/// every protocol violation gets its code (1002/1003/1007/1009), a
 /// client close code is echoed, and a subscriber is left behind by none of them.
 #[test]
-fn review_guard_close_codes() {
+fn close_codes() {
     let g = TestServer::start(|_| {});
     let cases: Vec<(Vec<u8>, u16)> = vec![
-        (vec![0x81, 0x01, b'x'], 1002),                  // unmasked
-        (masked(0xC1, b"x"), 1002),                      // RSV1 without an extension
-        (masked(0x83, b"x"), 1002),                      // reserved opcode
-        (masked(0x09, b"x"), 1002),                      // fragmented ping
-        (masked(0x80, b"x"), 1002),                      // continuation with nothing open
-        (masked(0x88, &[0x03]), 1002),                   // close payload of 1 byte
-        (masked(0x88, &1005u16.to_be_bytes()), 1002),    // a code a peer may not send
-        (masked(0x88, &999u16.to_be_bytes()), 1002),     // below 1000
-        (masked(0x82, b"\x00"), 1003),                   // binary
-        (masked(0x81, b"\xff"), 1007),                   // not UTF-8
-        (masked(0x88, b"\x03\xe8\xff"), 1007),           // close reason not UTF-8
-        (masked(0x81, &[b' '; 4097]), 1009),             // over the cap
-        (masked(0x88, &4001u16.to_be_bytes()), 4001),    // echoed
-        (masked(0x88, b""), 1000),                       // no code: 1000
+        (vec![0x81, 0x01, b'x'], 1002),               // unmasked
+        (masked(0xC1, b"x"), 1002),                   // RSV1 without an extension
+        (masked(0x83, b"x"), 1002),                   // reserved opcode
+        (masked(0x09, b"x"), 1002),                   // fragmented ping
+        (masked(0x80, b"x"), 1002),                   // continuation with nothing open
+        (masked(0x88, &[0x03]), 1002),                // close payload of 1 byte
+        (masked(0x88, &1005u16.to_be_bytes()), 1002), // a code a peer may not send
+        (masked(0x88, &999u16.to_be_bytes()), 1002),  // below 1000
+        (masked(0x82, b"\x00"), 1003),                // binary
+        (masked(0x81, b"\xff"), 1007),                // not UTF-8
+        (masked(0x88, b"\x03\xe8\xff"), 1007),        // close reason not UTF-8
+        (masked(0x81, &[b' '; 4097]), 1009),          // over the cap
+        (masked(0x88, &4001u16.to_be_bytes()), 4001), // echoed
+        (masked(0x88, b""), 1000),                    // no code: 1000
     ];
     for (bytes, want) in cases {
         let mut s = open(&g, "channel=a");
@@ -451,11 +468,11 @@ fn review_guard_close_codes() {
 // ---------------------------------------------------------------------------------------
 // 4. Liveness.
 
-/// GUARD (passes): a half-open peer (it neither reads nor sends; its socket takes our
+/// a half-open peer (it neither reads nor sends; its socket takes our
 /// pings) is closed after two unanswered pings, and one that trickles a frame a byte at
 /// a time without ever completing it is not kept alive by that either.
 #[test]
-fn review_guard_a_peer_that_trickles_an_incomplete_frame_is_still_closed() {
+fn a_peer_that_trickles_an_incomplete_frame_is_still_closed() {
     let g = TestServer::start(|c| c.heartbeat = Duration::from_millis(200));
     let mut s = open(&g, "channel=a");
     let f = masked(0x81, &[b' '; 100]);
@@ -476,23 +493,30 @@ fn review_guard_a_peer_that_trickles_an_incomplete_frame_is_still_closed() {
             Err(_) => break,
         }
     }
-    assert!(t.elapsed() < Duration::from_millis(1500), "{:?}", t.elapsed());
+    // Closed before the frame was ever complete: the trickle did not count as life.
+    assert!(
+        sent < f.len(),
+        "closed only after the whole frame ({sent} bytes)"
+    );
     g.wait_subscribers("a", 0);
 }
 
 // ---------------------------------------------------------------------------------------
 // 5. Events across subscribe/unsubscribe, and the cursor of `reconnect`.
 
-/// GUARD (passes): unsubscribe then subscribe again with the seq after the last message
+/// unsubscribe then subscribe again with the seq after the last message
 /// received resumes exactly: nothing lost, nothing twice; the shutdown's `reconnect`
 /// cursor names exactly the next seq of each channel the socket still follows.
 #[test]
-fn review_guard_resubscribe_with_a_cursor_resumes_exactly_and_reconnect_names_it() {
+fn resubscribe_with_a_cursor_resumes_exactly_and_reconnect_names_it() {
     let mut gw = util::ChildGateway::spawn(None, &["--shutdown-timeout", "5s"]);
     let publish = |ch: &str, d: &str| -> u64 {
         let r = util::request(
             gw.admin,
-            &format!("POST /pub?channel={ch} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{d}", d.len()),
+            &format!(
+                "POST /pub?channel={ch} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{d}",
+                d.len()
+            ),
         );
         r.json()["seq"].as_u64().unwrap()
     };
@@ -507,7 +531,10 @@ fn review_guard_resubscribe_with_a_cursor_resumes_exactly_and_reconnect_names_it
         &mut s,
         &format!(r#"{{"type":"subscribe","channel":"a","seq":{}}}"#, a1 + 1),
     );
-    let got: Vec<u64> = sync(&mut s).iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let got: Vec<u64> = sync(&mut s)
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(got, [a2, a3]);
     let b1 = publish("b", "b1");
     assert_eq!(event(&mut s)["seq"].as_u64(), Some(b1));
@@ -519,7 +546,10 @@ fn review_guard_resubscribe_with_a_cursor_resumes_exactly_and_reconnect_names_it
     assert!(ok);
     let (code, events) = closed_with(&mut s);
     assert_eq!(code, 1001);
-    let cursor = events.last().unwrap()["cursor"].as_str().unwrap().to_string();
+    let cursor = events.last().unwrap()["cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut parts: Vec<&str> = cursor.split(',').collect();
     parts.sort();
     assert_eq!(parts, [format!("a:{}", a3 + 1), format!("b:{}", b1 + 1)]);
@@ -533,11 +563,11 @@ fn redis_gateway(redis: &util::Redis, tweak: impl Fn(&mut comet_gateway::Config)
     util::redis_gateway(redis.addr(), tweak)
 }
 
-/// GUARD (passes): a subscribe whose read is in flight, then unsubscribed, then the read
+/// a subscribe whose read is in flight, then unsubscribed, then the read
 /// comes back: nothing of that channel is delivered, the membership (and its sync) is
 /// gone, and the socket can subscribe again and gets the history once.
 #[test]
-fn review_guard_redis_unsubscribe_while_the_read_is_in_flight() {
+fn redis_unsubscribe_while_the_read_is_in_flight() {
     let redis = util::Redis::start();
     let g = redis_gateway(&redis, |c| c.engine_timeout = Duration::from_secs(5));
     g.publish_seq("c", "c-old");
@@ -551,7 +581,11 @@ fn review_guard_redis_unsubscribe_while_the_read_is_in_flight() {
     std::thread::sleep(Duration::from_millis(1200));
     g.publish_seq("a", "a-1");
     let e = event(&mut s);
-    assert_eq!((e["channel"].as_str(), e["data"].as_str()), (Some("a"), Some("a-1")), "{e}");
+    assert_eq!(
+        (e["channel"].as_str(), e["data"].as_str()),
+        (Some("a"), Some("a-1")),
+        "{e}"
+    );
     command(&mut s, r#"{"type":"subscribe","channel":"c","seq":0}"#);
     let mut got = Vec::new();
     while got.is_empty() {
@@ -563,11 +597,11 @@ fn review_guard_redis_unsubscribe_while_the_read_is_in_flight() {
     assert_eq!(event(&mut s)["data"], "c-new");
 }
 
-/// GUARD (passes): a socket that goes while its subscribe waits leaves nothing behind:
+/// a socket that goes while its subscribe waits leaves nothing behind:
 /// the channel it was joining has no subscriber, and the answer, when it comes, finds
 /// nobody (no panic: the reactor still serves).
 #[test]
-fn review_guard_redis_socket_gone_while_the_read_is_in_flight() {
+fn redis_socket_gone_while_the_read_is_in_flight() {
     let redis = util::Redis::start();
     let g = redis_gateway(&redis, |c| c.engine_timeout = Duration::from_millis(500));
     g.publish_seq("c", "c-old");
@@ -585,22 +619,17 @@ fn review_guard_redis_socket_gone_while_the_read_is_in_flight() {
     assert_eq!(event(&mut s)["data"], "c-old");
 }
 
-/// FAILS (minor, spec wording): PROTOCOL.md says "no frame or pong for two heartbeats
-/// closes the connection"; a silent peer is closed at the third heartbeat tick (two
-/// pings sent, closed one heartbeat after the second), i.e. after three heartbeats of
-/// silence. Measured from the hello (the last thing before the silence).
+/// Was (minor, spec wording): PROTOCOL.md says "no frame or pong for two heartbeats
+/// closes the connection"; a silent peer was closed at the third heartbeat tick, after
+/// two pings. Now it is closed at the first tick two heartbeats after its last frame (the
+/// hello here), so it sees one heartbeat at most (a ping and its `noop`), never two.
 #[test]
-fn review_a_silent_peer_is_closed_after_two_heartbeats() {
-    let hb = Duration::from_millis(300);
-    let g = TestServer::start(|c| c.heartbeat = hb);
+fn a_silent_peer_is_closed_after_two_heartbeats() {
+    let g = TestServer::start(|c| c.heartbeat = Duration::from_millis(300));
     let mut s = open(&g, "channel=a");
-    let t = Instant::now();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut buf = [0u8; 64];
-    while !matches!(s.read(&mut buf), Ok(0) | Err(_)) {}
-    let silent = t.elapsed();
-    assert!(
-        silent < 2 * hb + Duration::from_millis(150),
-        "closed after {silent:?} of silence (heartbeat {hb:?})"
-    );
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    let pings = got.windows(2).filter(|w| w == b"\x89\x00").count();
+    assert!(pings <= 1, "{pings} pings before the close: {got:?}");
 }
