@@ -614,3 +614,35 @@ fn wait_until_redis_writes(redis: &util::Redis) {
         redis.cli(&["SET", "probe", "1"]).contains("OK")
     });
 }
+
+#[test]
+fn control_requests_by_client_id_steer_a_websocket_too() {
+    let g = TestServer::start(|_| {});
+    let (mut s, head) = handshake(g.public, "channel=a", "Sec-WebSocket-Version: 13\r\n");
+    let id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Comet-Client: "))
+        .expect("the client id in the 101")
+        .to_string();
+    let hello = event(&mut s);
+    assert_eq!(hello["client"], id.as_str());
+    let control = |action: &str, query: &str| {
+        util::request(
+            g.public,
+            &format!("POST /clients/{id}/{action}?{query} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"),
+        )
+        .status
+    };
+    let first = g.publish_seq("b", "b-1");
+    assert_eq!(control("subscribe", &format!("channel=b&seq={first}")), 204);
+    assert_eq!(event(&mut s)["data"], "b-1");
+    assert_eq!(control("unsubscribe", "channel=a"), 204);
+    g.publish_seq("a", "not for us");
+    g.publish_seq("b", "b-2");
+    assert_eq!(event(&mut s)["data"], "b-2");
+    assert_eq!(control("close", ""), 204);
+    let (code, events) = closed_with(&mut s);
+    assert_eq!(code, 1000);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["channel"], "b");
+}
