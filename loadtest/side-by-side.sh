@@ -57,6 +57,7 @@ start_server() { # gateway|nchan
 stop_server() { kill "$MASTER" 2>/dev/null || true; wait "$MASTER" 2>/dev/null || true; sleep 0.3; }
 trap stop_server EXIT
 rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system time, clock ticks
 lt() { "$LT" --quiet --target-kind "$KIND" --target "$TARGET" --admin "$ADMIN" --source "$SRC" --server-pid "$SERVER_PID" "$@"; }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r); nginx $(nginx -v 2>&1 | cut -d/ -f2); date: $(date -u +%F)"
@@ -87,10 +88,10 @@ if want ws; then
   for r in $(seq "$RUNS"); do
     for KIND in gateway nchan; do
       start_server $KIND
-      before=$(rss "$SERVER_PID")
+      before=$(rss "$SERVER_PID"); cpu0=$(cpu "$SERVER_PID")
       timeout "$WS_TIMEOUT" "$LT" --quiet --target-kind "$KIND" --target "$TARGET" --admin "$ADMIN" --source "$SRC" --server-pid "$SERVER_PID" \
         --transport ws --subscribers "$N" --rate 0 --burst 0 --drain 1s --json "$OUT/$KIND-ws-idle-$r.json" >"$OUT/$KIND-ws-idle-$r.txt" || true
-      echo "{\"before_kib\": $before}" >"$OUT/$KIND-ws-idle-before-$r.json"
+      echo "{\"before_kib\": $before, \"ticks\": $(( $(cpu "$SERVER_PID") - cpu0 ))}" >"$OUT/$KIND-ws-idle-before-$r.json"
       stop_server
       if [ $KIND = gateway ]; then # the reference: idle EventSource, same build, same hour
         start_server gateway
@@ -101,8 +102,10 @@ if want ws; then
         stop_server
       fi
       start_server $KIND
+      cpu0=$(cpu "$SERVER_PID")
       timeout "$WS_TIMEOUT" "$LT" --quiet --target-kind "$KIND" --target "$TARGET" --admin "$ADMIN" --source "$SRC" --server-pid "$SERVER_PID" \
         --transport ws --subscribers "$N" --burst "$BURST" --rate 0 --drain 90s --json "$OUT/$KIND-ws-fanout-$r.json" >"$OUT/$KIND-ws-fanout-$r.txt" || true
+      echo "{\"ticks\": $(( $(cpu "$SERVER_PID") - cpu0 )), \"hz\": $(getconf CLK_TCK)}" >"$OUT/$KIND-ws-fanout-cpu-$r.json"
       stop_server
     done
     timeout "$WS_TIMEOUT" "$LT" --floor --subscribers "$N" --burst "$BURST" --size "$WS_FRAME" --source "$SRC" --json "$OUT/floor-ws-$r.json" >"$OUT/floor-ws-$r.txt" || true
@@ -140,6 +143,15 @@ if "ws" in scenarios:
             print("| run %d: fan-out ws, received / expected, lost, dup, ooo, missing | %d / %d, %d, %d, %d, %d | %d / %d, %d, %d, %d, %d | |" % tuple([r] + [s[k] for s in (gs, cs) for k in ["received", "expected", "lost", "duplicates", "out_of_order", "missing"]]))
             for k, s in [("gateway", gs), ("nchan", cs)]:
                 unclean(k, "ws", s)
+            # Server CPU of the fan-out run less that of the idle run (the same ramp of N
+            # connects, nothing published), per delivery: less noisy than a rate on a
+            # shared box. Clock ticks are 10 ms: at 1,000,000 deliveries, ±0.01 µs.
+            gc, cc = load("gateway-ws-fanout-cpu-%d" % r), load("nchan-ws-fanout-cpu-%d" % r)
+            gi, ci = load("gateway-ws-idle-before-%d" % r), load("nchan-ws-idle-before-%d" % r)
+            if gc and cc and gi and ci and "ticks" in gi and "ticks" in ci and gs["received"] and cs["received"]:
+                us = lambda c, i, s: 1e6 * (c["ticks"] - i["ticks"]) / c["hz"] / s["received"]
+                g_us, c_us = us(gc, gi, gs), us(cc, ci, cs)
+                print("| run %d: fan-out ws, server CPU (user+system, less the idle run's) µs per delivery | %.2f | %.2f | %.2f× |" % (r, g_us, c_us, g_us / c_us if c_us > 0 else float("nan")))
         if fl:
             share = "gateway ws = %.0f %% of floor" % (100 * gs["deliveries_per_sec"] / fl["deliveries_per_sec"]) if gs else ""
             print("| run %d: floor (one write of %d B per socket), deliveries/s | %.0f | | %s |" % (r, fl["size"], fl["deliveries_per_sec"], share))
