@@ -294,6 +294,12 @@ pub struct Config {
     #[arg(long)]
     pub demo: bool,
 
+    /// Test only: `/ws-echo` on the public listener, a WebSocket that echoes every
+    /// message (up to 16 MiB) with the very framing, checks and close handling of `/ws`,
+    /// for the Autobahn|Testsuite's fuzzing client.
+    #[arg(long, hide = true)]
+    pub ws_echo: bool,
+
     /// Origins allowed by CORS, comma-separated; `*` allows any.
     #[arg(long, default_value = "*", value_delimiter = ',')]
     pub allow_origin: Vec<String>,

@@ -60,6 +60,11 @@ impl Query {
         Ok(Query { pairs })
     }
 
+    /// A query made of decoded pairs (a WebSocket command's fields).
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Query {
+        Query { pairs }
+    }
+
     /// The first value of `name`.
     pub fn get<'a>(&'a self, name: &str) -> Option<&'a str> {
         self.pairs

@@ -330,6 +330,7 @@ impl Server {
             // Its answer, when it comes, finds nobody waiting.
             Phase::Waiting(w) => self.abandon_waiting(key, &w),
             Phase::Streaming(st) => {
+                self.ws_forget(key);
                 let f = &st.follower;
                 self.hub
                     .leave(&mut *self.engine, key, f.subs.as_slice(), self.now);

@@ -37,6 +37,17 @@ pub struct Stream {
     pub last_write_ms: u64,
 }
 
+impl Stream {
+    /// Something was queued on the stream at `now`: an HTTP stream's heartbeat waits a
+    /// whole `--heartbeat` from here. A WebSocket's pings keep their own clock (they
+    /// also check that the peer is alive, so they go out even while messages flow).
+    pub fn wrote(&mut self, now: u64) {
+        if !self.out.pings_on_schedule() {
+            self.last_write_ms = now;
+        }
+    }
+}
+
 /// A long-poll waiting for a message: everything needed to answer it later.
 #[derive(Debug)]
 pub struct Parked {

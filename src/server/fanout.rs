@@ -43,7 +43,7 @@ pub(super) fn queue_message(conn: &mut Conn, hub: &Hub, channel: &str, msg: &Mes
         || hub.cursor(subs),
         &mut parts,
     );
-    st.last_write_ms = now;
+    st.wrote(now);
     for p in parts {
         conn.queue(p);
     }
@@ -84,7 +84,7 @@ impl Server {
                     let frame = st
                         .out
                         .event(&json, &self.hub.cursor(st.follower.subs.as_slice()));
-                    st.last_write_ms = self.now.ms;
+                    st.wrote(self.now.ms);
                     conn.queue(frame);
                     self.flush(d.conn);
                 }

@@ -78,7 +78,13 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return false;
         };
-        let limit = read_limit(&self.config, conn.admin);
+        let limit = match &conn.phase {
+            // The test-only echo socket takes messages of up to 16 MiB in one frame.
+            Phase::Streaming(st) if st.out.is_echo() => {
+                super::handlers::websocket::WS_ECHO_MAX_MESSAGE + 64 * 1024
+            }
+            _ => read_limit(&self.config, conn.admin),
+        };
         loop {
             let outcome = conn.read_all(&mut self.scratch, limit);
             // Streams, and connections whose last answer is out or on its way, read

@@ -87,6 +87,8 @@ enum TimerKind {
     ShutdownDeadline,
     /// `--workers`: write this worker's counts for the others' `/stats`.
     Snapshot,
+    /// A WebSocket `subscribe`'s history reads may be past `--engine-timeout`.
+    WsReads(Key<Conn>),
 }
 
 /// Stops a running server from another thread.
@@ -137,6 +139,10 @@ pub struct Server {
     deliveries: Vec<Delivery>,
     /// Admin requests waiting for an engine's answer, by the call's ticket.
     waiting: HashMap<Ticket, Key<Conn>>,
+    /// WebSocket `subscribe` commands waiting for their history reads, by connection,
+    /// and the connection each of their reads is for.
+    ws_reads: HashMap<Key<Conn>, handlers::websocket::WsReads>,
+    ws_tickets: HashMap<Ticket, Key<Conn>>,
     stats: Stats,
     shutdown: Arc<AtomicBool>,
     waker: Arc<Waker>,
@@ -212,6 +218,8 @@ impl Server {
             engine_events: Vec::new(),
             deliveries: Vec::new(),
             waiting: HashMap::new(),
+            ws_reads: HashMap::new(),
+            ws_tickets: HashMap::new(),
             stats: Stats::default(),
             shutdown: Arc::new(AtomicBool::new(false)),
             waker,
@@ -379,6 +387,7 @@ impl Server {
                 self.wheel.insert(self.now.ms + 1000, TimerKind::DemoTick);
             }
             TimerKind::Snapshot => self.snapshot_tick(),
+            TimerKind::WsReads(key) => self.ws_reads_timed_out(key),
             TimerKind::AcceptRetry => {
                 self.listeners.retry_armed = false;
                 self.resume_accepting();

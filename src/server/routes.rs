@@ -38,6 +38,8 @@ enum Endpoint<'a> {
     Publish,
     /// `POST /demo/pub` (public, with `--demo`).
     DemoPublish,
+    /// `GET /ws-echo` (public, with `--ws-echo`): the Autobahn|Testsuite's echo socket.
+    WsEcho,
     /// A file served from memory (public): body and content type.
     Static(&'static [u8], &'static str),
     /// `GET` or `DELETE /channels/NAME` (admin).
@@ -63,6 +65,7 @@ impl Endpoint<'_> {
                 "/comet.js" => Some(Endpoint::Static(COMET_JS.as_bytes(), ctype::JS)),
                 "/comet.mjs" => Some(Endpoint::Static(COMET_MJS.as_bytes(), ctype::JS)),
                 "/demo/pub" => Some(Endpoint::DemoPublish),
+                "/ws-echo" => Some(Endpoint::WsEcho),
                 _ => {
                     if let Some(format) = Format::from_path(path) {
                         return Some(Endpoint::Stream(format));
@@ -94,6 +97,7 @@ impl Endpoint<'_> {
             }
             Endpoint::Channel(_) => (Method::Get, "GET, HEAD, DELETE, OPTIONS"),
             Endpoint::Poll
+            | Endpoint::WsEcho
             | Endpoint::Stream(_)
             | Endpoint::Static(..)
             | Endpoint::ChannelList
@@ -175,6 +179,7 @@ impl Server {
         match endpoint {
             Endpoint::Poll => self.handle_poll(key, &head, &query, cors),
             Endpoint::Stream(format) => self.handle_stream(key, &head, &query, cors, format),
+            Endpoint::WsEcho => self.handle_ws_echo(key, &head, cors),
             Endpoint::Control(id, action) => {
                 self.handle_control(key, &head, &query, cors, id, action)
             }

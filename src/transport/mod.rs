@@ -144,6 +144,10 @@ pub struct StreamOut {
     format: Format,
     /// Chunked body (HTTP/1.1), or raw until the close (HTTP/1.0).
     chunked: bool,
+    /// A WebSocket's pings sent since the peer last sent a frame (liveness).
+    unanswered: u8,
+    /// The test-only echo endpoint (`--ws-echo`): messages are echoed, not commands.
+    echo: bool,
 }
 
 impl StreamOut {
@@ -154,7 +158,53 @@ impl StreamOut {
             parser: websocket::Parser::new(),
             format,
             chunked: !http10 && format != Format::WebSocket,
+            unanswered: 0,
+            echo: false,
         }
+    }
+
+    /// The WebSocket of the test-only echo endpoint (`--ws-echo`), answering the
+    /// handshake `key`.
+    pub fn ws_echo(key: Box<str>) -> StreamOut {
+        StreamOut {
+            echo: true,
+            ..StreamOut::new(Format::WebSocket, false, key)
+        }
+    }
+
+    /// Whether it echoes the messages it receives (`--ws-echo`).
+    pub fn is_echo(&self) -> bool {
+        self.echo
+    }
+
+    /// Heartbeats go out every `--heartbeat` even while messages flow (WebSocket pings,
+    /// which also tell whether the peer is alive), not only after a silence.
+    pub fn pings_on_schedule(&self) -> bool {
+        self.format == Format::WebSocket
+    }
+
+    /// The peer sent a frame: it is alive.
+    pub fn heard(&mut self) {
+        self.unanswered = 0;
+    }
+
+    /// The heartbeat is due: the frame to send, or `None` when the peer has answered
+    /// none of the last two (a WebSocket peer that sends nothing, not even a pong, is
+    /// gone; HTTP streams have no way to answer, so this holds only for WebSockets).
+    pub fn heartbeat_due(&mut self) -> Option<Bytes> {
+        if self.format == Format::WebSocket {
+            if self.unanswered >= 2 {
+                return None;
+            }
+            self.unanswered += 1;
+        }
+        Some(self.heartbeat())
+    }
+
+    /// Whether `--stream-max-age` ends it (WebSockets last until their client or a
+    /// token ends them).
+    pub fn ages(&self) -> bool {
+        self.format != Format::WebSocket
     }
 
     /// Its wire format.

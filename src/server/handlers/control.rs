@@ -134,7 +134,7 @@ impl Server {
     }
 
     /// One `close` event per channel of a subscriber connection.
-    fn close_events(&self, ck: Key<Conn>) -> Vec<Bytes> {
+    pub(in crate::server) fn close_events(&self, ck: Key<Conn>) -> Vec<Bytes> {
         let subs = match self.conns.get(ck).map(|c| &c.phase) {
             Some(Phase::Parked(p)) => p.follower.subs.as_slice(),
             Some(Phase::Streaming(st)) => st.follower.subs.as_slice(),
@@ -149,7 +149,7 @@ impl Server {
     /// Adds channels to a stream or a parked poll (whose tokens expire at `expires`). A
     /// stream is sent what each new channel's cursor has due; a parked poll is answered
     /// if anything is due. Channels whose reads come later are returned, to wait for.
-    fn conn_subscribe(
+    pub(in crate::server) fn conn_subscribe(
         &mut self,
         ck: Key<Conn>,
         wanted: &[Wanted],

@@ -102,7 +102,13 @@ impl Server {
 
     /// The read of `target`'s new membership on `ch` came back: a stream is sent the
     /// merge, a parked poll answered with it if anything is due.
-    fn joined_later(&mut self, target: Key<Conn>, ch: Key<Channel>, sync: u64, read: &Read) {
+    pub(in crate::server) fn joined_later(
+        &mut self,
+        target: Key<Conn>,
+        ch: Key<Channel>,
+        sync: u64,
+        read: &Read,
+    ) {
         // The membership this read was sent for may be gone (the poll was answered, the
         // channel unsubscribed, perhaps subscribed again): then it is not ours to touch.
         if self.hub.sync_token(target, ch) != Some(sync) {
@@ -146,7 +152,12 @@ impl Server {
 
     /// A membership whose read failed is removed from its subscriber (if it is still the
     /// one the read was sent for).
-    fn drop_membership(&mut self, target: Key<Conn>, ch: Key<Channel>, sync: u64) {
+    pub(in crate::server) fn drop_membership(
+        &mut self,
+        target: Key<Conn>,
+        ch: Key<Channel>,
+        sync: u64,
+    ) {
         if self.hub.sync_token(target, ch) != Some(sync) {
             return;
         }

@@ -9,9 +9,9 @@ mod control_sync;
 mod manage;
 mod poll;
 mod publish;
-mod stream;
+pub(super) mod stream;
 mod stream_sync;
-mod websocket;
+pub(super) mod websocket;
 
 pub(super) use control::Action;
 

@@ -156,6 +156,14 @@ impl Server {
     pub(in crate::server) fn engine_answered(&mut self, ticket: Ticket, answer: Answer) {
         // A subscriber's read: the stream opens, or the poll is answered or parked, once
         // all its reads are in.
+        // A WebSocket `subscribe` command's read.
+        if self.ws_tickets.contains_key(&ticket) {
+            let read = match answer {
+                Answer::Read(r) => r,
+                _ => None,
+            };
+            return self.ws_read_answered(ticket, read);
+        }
         if let Some(&key) = self.waiting.get(&ticket) {
             let kind = match self.conns.get(key).map(|c| &c.phase) {
                 Some(Phase::Waiting(w)) => match w.call {
@@ -351,7 +359,7 @@ impl Server {
                     let frame = st
                         .out
                         .event(&close, &self.hub.cursor(st.follower.subs.as_slice()));
-                    st.last_write_ms = self.now.ms;
+                    st.wrote(self.now.ms);
                     conn.queue(frame);
                     self.flush(sub);
                 }

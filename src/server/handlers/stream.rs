@@ -24,7 +24,7 @@ use crate::server::fanout::queue_message;
 use crate::server::waiting::{Call, StreamSetup, Waiting};
 use crate::server::{after, ms, Server};
 use crate::subscription::{self, ClientId};
-use crate::transport::{Format, StreamRequest};
+use crate::transport::{websocket, Format, Input, StreamRequest};
 
 impl Server {
     /// Handles `GET /stream`, `GET /iframe` and `GET /events` (and `HEAD`: checked,
@@ -37,7 +37,11 @@ impl Server {
         cors: Cors,
         format: Format,
     ) {
-        let result = if head.method == Method::Head {
+        let result = if head.method == Method::Head && format == Format::WebSocket {
+            // What the GET would get without its upgrade: 426 (or 400).
+            ws_handshake(head, cors)
+                .and_then(|_| Err(HttpError::new(400, "a WebSocket handshake is a GET")))
+        } else if head.method == Method::Head {
             StreamRequest::parse(format, head.http10, q, head.last_event_id.as_deref(), None)
                 .and_then(|_| self.check_subscribe_params(q, false))
                 .map(|_| {
@@ -123,7 +127,12 @@ impl Server {
             }
         }
         self.hub.attach(key, &mut subs);
-        let end_ms = after(now.ms, self.config.stream_max_age).min(now.ms_of_unix(expires));
+        let max_age = if request.out.ages() {
+            after(now.ms, self.config.stream_max_age)
+        } else {
+            u64::MAX
+        };
+        let end_ms = max_age.min(now.ms_of_unix(expires));
         let setup = StreamSetup {
             follower: Follower {
                 client,
@@ -218,8 +227,11 @@ impl Server {
             end_ms,
             last_write_ms: now.ms,
         };
+        let ws = stream.out.input() == Input::WebSocket;
         self.kinds.swap(conn, Phase::Streaming(stream));
-        conn.clear_input();
+        if !ws {
+            conn.clear_input();
+        }
         conn.shrink();
         self.hub.register(client, key);
         if self.conns.get(key).is_some_and(|c| c.peer_closed) {
@@ -235,6 +247,10 @@ impl Server {
         }
         self.arm(key);
         self.flush(key);
+        if ws {
+            // Frames that came right behind the handshake.
+            self.ws_input(key);
+        }
     }
 
     /// Queues on a stream what `read` has due on channel `ch`: the notice, then every
@@ -316,10 +332,17 @@ impl Server {
         };
         if now >= st.end_ms {
             let cursor = self.hub.cursor(st.follower.subs.as_slice());
-            return self.end_stream(key, &[event::reconnect(&cursor)]);
+            // A WebSocket has no maximum age: its end is a token's expiry.
+            let last = (!st.out.ages())
+                .then(|| websocket::encode::close(websocket::close::POLICY, "token expired"));
+            return self.end_stream_with(key, &[event::reconnect(&cursor)], last);
         }
         if idle && now >= st.last_write_ms.saturating_add(hb) {
-            let f = st.out.heartbeat();
+            let Some(f) = st.out.heartbeat_due() else {
+                // A WebSocket peer silent through two pings is gone.
+                log::debug!("closing a WebSocket that answered no ping");
+                return self.close(key);
+            };
             st.last_write_ms = now;
             conn.queue(f);
         }
@@ -359,6 +382,7 @@ impl Server {
         }
         self.hub.leave(&mut *self.engine, key, subs, self.now);
         self.hub.unregister(&st.follower.client);
+        self.ws_forget(key);
         self.arm(key);
         self.flush(key);
     }
@@ -369,7 +393,7 @@ impl Server {
 /// an `Origin`, if sent, that `--allow-origin` allows (403 otherwise: browsers apply no
 /// CORS to WebSockets, so any site could subscribe with its visitors' cookies). Returns
 /// the key the 101 answers.
-fn ws_handshake(head: &Head, cors: Cors) -> Result<&str, HttpError> {
+pub(in crate::server) fn ws_handshake(head: &Head, cors: Cors) -> Result<&str, HttpError> {
     use crate::transport::websocket::handshake;
     let Some(h) = head.websocket.as_deref() else {
         return Err(HttpError::new(426, "WebSocket upgrade required"));

@@ -10,6 +10,7 @@
 //! frees that as soon as the message is complete. No extension (permessage-deflate) and
 //! no subprotocol is ever negotiated, so the reserved bits must be clear.
 
+pub mod command;
 pub mod encode;
 pub mod frame;
 pub mod handshake;
