@@ -181,11 +181,13 @@ pub struct Config {
     #[arg(long, default_value = "30s", value_parser = timeout)]
     pub poll_timeout: Duration,
 
-    /// A stream idle this long gets a heartbeat (`noop`, or an SSE comment).
+    /// A stream idle this long gets a heartbeat (`noop`, or an SSE comment); a WebSocket
+    /// is pinged this often, and closed when it answers none of two pings.
     #[arg(long, default_value = "25s", value_parser = timeout)]
     pub heartbeat: Duration,
 
-    /// A stream is ended with `reconnect` (carrying its cursor) after this long.
+    /// An HTTP stream is ended with `reconnect` (carrying its cursor) after this long (a
+    /// WebSocket is not).
     #[arg(long, default_value = "10m", value_parser = timeout)]
     pub stream_max_age: Duration,
 

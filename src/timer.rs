@@ -228,7 +228,8 @@ impl<T> TimerWheel<T> {
         let mut due = (self.elapsed >> granularity_shift(level)) + SLOTS as u64 - 1;
         for l in 0..LEVELS {
             let shift = granularity_shift(l);
-            let rounded_up = (deadline + (1 << shift) - 1) >> shift;
+            // Saturating: a deadline at the end of time (`u64::MAX`, "never") must not wrap.
+            let rounded_up = deadline.saturating_add((1 << shift) - 1) >> shift;
             if rounded_up - (self.elapsed >> shift) < SLOTS as u64 {
                 level = l;
                 due = rounded_up;

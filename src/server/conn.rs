@@ -385,3 +385,13 @@ impl Conn {
         }
     }
 }
+#[cfg(test)]
+mod size {
+    /// Every connection's slab entry: a WebSocket's parser and liveness live in its
+    /// `StreamOut` within the same 144 bytes an HTTP stream takes (density, issue 12).
+    #[test]
+    fn a_connection_entry_stays_144_bytes() {
+        assert_eq!(std::mem::size_of::<crate::transport::StreamOut>(), 32);
+        assert!(std::mem::size_of::<super::Conn>() <= 144);
+    }
+}
