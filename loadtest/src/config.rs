@@ -49,10 +49,11 @@ pub fn parse_sources(text: &str) -> Result<Vec<IpAddr>, String> {
 /// The kind of server under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
-    /// Comet Gateway: `/poll`, `/stream`, `/iframe`, `/events`, `POST /pub?channel=`.
+    /// Comet Gateway: `/poll`, `/stream`, `/iframe`, `/events`, `/ws`, `POST /pub?channel=`.
     Gateway,
-    /// nginx with Nchan: `GET /sub/CHANNEL` (long-poll or EventSource), `POST /pub/CHANNEL`;
-    /// deliveries are counted by the sequence number stamped in each payload.
+    /// nginx with Nchan: `GET /sub/CHANNEL` (long-poll, EventSource or WebSocket),
+    /// `POST /pub/CHANNEL`; deliveries are counted by the sequence number stamped in each
+    /// payload.
     Nchan,
 }
 
@@ -217,8 +218,11 @@ impl Config {
             return Err("--size must be at least 24 (room for the time stamp)".into());
         }
         if self.target_kind == Kind::Nchan {
-            if !matches!(self.transport, Transport::Poll | Transport::Events) {
-                return Err("with --target-kind nchan, --transport is poll or events".into());
+            if !matches!(
+                self.transport,
+                Transport::Poll | Transport::Events | Transport::Ws
+            ) {
+                return Err("with --target-kind nchan, --transport is poll, events or ws".into());
             }
             if self.channels_per_subscriber != 1 || self.churn > 0.0 {
                 return Err(

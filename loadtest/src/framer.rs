@@ -1,9 +1,12 @@
 //! Turns the bytes of one subscriber connection into event texts: the HTTP response head,
-//! then a `Content-Length` body (a poll answer) or a chunked body in one of the three
-//! stream formats. Pure: bytes in, events out; it owns one connection's framing state and
-//! never touches its socket, an account or an error count.
+//! then a `Content-Length` body (a poll answer), a chunked body in one of the three
+//! stream formats, or WebSocket frames after a 101 (decoded by [`crate::websocket`]; the
+//! pongs they call for are handed back to the caller to send). Pure: bytes in, events
+//! out; it owns one connection's framing state and never touches its socket, an account or
+//! an error count.
 
 use crate::scan;
+use crate::websocket;
 
 /// The transport a subscriber uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -16,6 +19,8 @@ pub enum Transport {
     Iframe,
     /// `GET /events` (EventSource).
     Events,
+    /// `GET /ws` (WebSocket: one text frame per event).
+    Ws,
 }
 
 impl Transport {
@@ -26,6 +31,7 @@ impl Transport {
             Transport::Stream => "/stream?",
             Transport::Iframe => "/iframe?cb=f&",
             Transport::Events => "/events?",
+            Transport::Ws => "/ws?",
         }
     }
 }
@@ -63,6 +69,8 @@ pub struct Framer {
     pub last_modified: Option<String>,
     /// See `last_modified`.
     pub etag: Option<String>,
+    /// WebSocket: the connection's state after the 101 (None for other transports).
+    ws: Option<Box<websocket::Client>>,
 }
 
 impl Framer {
@@ -79,7 +87,23 @@ impl Framer {
             raw: false,
             last_modified: None,
             etag: None,
+            ws: None,
         }
+    }
+
+    /// A framer for a WebSocket opened with `key` (`raw`: Nchan's frames carry the raw
+    /// payloads); `seed` drives the masks of its pongs.
+    pub fn websocket(key: &str, seed: u64, raw: bool) -> Framer {
+        Framer {
+            raw,
+            ws: Some(Box::new(websocket::Client::new(key, seed))),
+            ..Framer::new(Transport::Ws)
+        }
+    }
+
+    /// Masked frames (pongs) this connection owes the server since the last call.
+    pub fn take_reply(&mut self) -> Option<Vec<u8>> {
+        self.ws.as_mut().and_then(|w| w.take_reply())
     }
 
     /// A framer for Nchan, whose bodies are the raw payloads.
@@ -102,7 +126,8 @@ impl Framer {
                 Err(_) => return Status::Broken("bad response head"),
             };
             let code = resp.code.unwrap_or(0);
-            if code != 200 {
+            let want = if self.ws.is_some() { 101 } else { 200 };
+            if code != want {
                 return Status::Refused(code);
             }
             let header = |name: &str| {
@@ -112,6 +137,14 @@ impl Framer {
                     .and_then(|h| std::str::from_utf8(h.value).ok())
                     .map(|v| v.trim().to_string())
             };
+            if let Some(ws) = &self.ws {
+                if !header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
+                    return Status::Broken("101 without Upgrade: websocket");
+                }
+                if header("sec-websocket-accept").as_deref() != Some(ws.accept.as_str()) {
+                    return Status::Broken("wrong Sec-WebSocket-Accept");
+                }
+            }
             self.content_length = header("content-length")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
@@ -123,6 +156,13 @@ impl Framer {
             }
             self.buf.drain(..len);
             self.head_done = true;
+        }
+        if let Some(ws) = self.ws.as_mut() {
+            return match ws.read(&mut self.buf, out) {
+                websocket::Got::Open => Status::Open,
+                websocket::Got::Closed(_) => Status::Ended,
+                websocket::Got::Broken(why) => Status::Broken(why),
+            };
         }
         if self.transport == Transport::Poll {
             if self.buf.len() < self.content_length {
@@ -171,7 +211,7 @@ impl Framer {
             Transport::Stream => (b"\n", "", ""),
             Transport::Iframe => (b");</script>\n", "<script>f(", ""),
             Transport::Events => (b"\n\n", "", ""),
-            Transport::Poll => return,
+            Transport::Poll | Transport::Ws => return,
         };
         if self.transport == Transport::Iframe && !self.prelude_done {
             let Some(p) = self.body.windows(4).position(|w| w == b"-->\n") else {
@@ -293,5 +333,89 @@ mod tests {
             ),
             Status::Refused(503)
         );
+    }
+
+    /// A server frame (unmasked, FIN set).
+    fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x80 | opcode];
+        match payload.len() {
+            n @ 0..=125 => f.push(n as u8),
+            n => {
+                f.push(126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// Unmasks a client frame of at most 125 bytes: (opcode, payload).
+    fn unmask(f: &[u8]) -> (u8, Vec<u8>) {
+        assert_eq!(f[1] & 0x80, 0x80, "client frames are masked");
+        let len = (f[1] & 0x7f) as usize;
+        let mask = &f[2..6];
+        let p = f[6..6 + len]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4]);
+        (f[0] & 0x0f, p.collect())
+    }
+
+    #[test]
+    fn frames_websocket_byte_at_a_time_and_all_at_once() {
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let hello = r#"{"type":"hello","client":"c","cursor":"a:1"}"#;
+        let ev = format!(
+            r#"{{"type":"data","channel":"a","seq":1,"data":"t=5;{}"}}"#,
+            "x".repeat(200)
+        );
+        let mut wire = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+            Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+            .to_vec();
+        wire.extend(ws_frame(0x1, hello.as_bytes()));
+        wire.extend(ws_frame(0x9, b"hb"));
+        // The event in two fragments, a ping between them.
+        let (a, b) = ev.as_bytes().split_at(50);
+        wire.extend([0x01, a.len() as u8]);
+        wire.extend_from_slice(a);
+        wire.extend(ws_frame(0x9, b""));
+        let mut last = ws_frame(0x0, b);
+        last[0] = 0x80;
+        wire.extend(last);
+        wire.extend(ws_frame(0x1, ev.as_bytes()));
+        wire.extend(ws_frame(0x8, &1001u16.to_be_bytes()));
+        for whole in [false, true] {
+            let mut f = Framer::websocket(key, 7, false);
+            let (mut out, mut replies, mut statuses) = (Vec::new(), Vec::new(), Vec::new());
+            let pieces: Vec<&[u8]> = if whole {
+                vec![&wire]
+            } else {
+                wire.chunks(1).collect()
+            };
+            for p in pieces {
+                statuses.push(f.feed(p, &mut out));
+                replies.extend(f.take_reply().unwrap_or_default());
+            }
+            assert_eq!(out, [hello, ev.as_str(), ev.as_str()], "whole={whole}");
+            assert_eq!(statuses.pop(), Some(Status::Ended));
+            assert!(statuses.iter().all(|s| *s == Status::Open), "{statuses:?}");
+            // Two pongs, each echoing its ping's payload, masked.
+            assert_eq!(unmask(&replies), (0xA, b"hb".to_vec()));
+            assert_eq!(unmask(&replies[8..]), (0xA, Vec::new()));
+            assert_eq!(replies.len(), 8 + 6);
+        }
+        // Nchan: raw payloads, taken as they come.
+        let mut f = Framer::websocket(key, 7, true);
+        let mut out = Vec::new();
+        let mut w = wire[..wire.iter().position(|&b| b == 0x81).unwrap()].to_vec();
+        w.extend(ws_frame(0x1, b"t=1;n=3;xx"));
+        assert_eq!(f.feed(&w, &mut out), Status::Open);
+        assert_eq!(out, ["t=1;n=3;xx"]);
+        // A wrong accept value, or no upgrade at all.
+        let mut f = Framer::websocket("AAAAAAAAAAAAAAAAAAAAAA==", 7, false);
+        assert!(matches!(f.feed(&wire, &mut Vec::new()), Status::Broken(_)));
+        let mut f = Framer::websocket(key, 7, false);
+        let refused = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(f.feed(refused, &mut Vec::new()), Status::Refused(403));
     }
 }

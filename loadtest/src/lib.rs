@@ -6,6 +6,8 @@
 //!   schedule of a steady publishing rate.
 //! - [`config`]: flags, loopback-only target check.
 //! - [`framer`]: response bytes to event texts, for each transport.
+//! - [`websocket`]: the client side of RFC 6455 (key and accept, server frames, masked
+//!   pongs) that the framer uses for `--transport ws`.
 //! - [`scan`]: the fields of one event that the account needs.
 //! - `publisher`: the thread that posts numbered messages stamped with their due time.
 //! - [`run`](mod@run): the run's state machine, one mio loop over a flat subscriber table; in it
@@ -31,6 +33,7 @@ mod publisher;
 pub mod report;
 pub mod run;
 pub mod scan;
+pub mod websocket;
 
 pub use config::Config;
 pub use framer::Transport;

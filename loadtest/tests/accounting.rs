@@ -60,6 +60,7 @@ fn every_transport_is_accounted_exactly() {
         Transport::Stream,
         Transport::Iframe,
         Transport::Events,
+        Transport::Ws,
     ] {
         let s = g.load(t, &[]);
         assert_clean(&s, &format!("{t:?}"));
@@ -70,7 +71,12 @@ fn every_transport_is_accounted_exactly() {
 #[test]
 fn churned_clients_resume_without_loss() {
     let g = Gateway::start(|_| {});
-    for t in [Transport::Poll, Transport::Stream, Transport::Events] {
+    for t in [
+        Transport::Poll,
+        Transport::Stream,
+        Transport::Events,
+        Transport::Ws,
+    ] {
         let s = g.load(t, &["--churn=20"]);
         assert_clean(&s, &format!("{t:?} with churn"));
         assert!(

@@ -1,7 +1,7 @@
 //! The subscriber table: [`Subscribers`] owns every subscriber's socket and its mio
-//! registration (the [`Poll`]), its framer, the request bytes not yet written and its Nchan
-//! cursor, and the counts of open and ready subscribers, kept up to date as each one
-//! changes state so that no turn of the loop walks the table. It builds subscribe requests
+//! registration (the [`Poll`]), its framer, the bytes not yet written (requests, and a
+//! WebSocket's pongs) and its Nchan cursor, and the counts of open and ready subscribers,
+//! kept up to date as each one changes state so that no turn of the loop walks the table. It builds subscribe requests
 //! from the accounts' cursors but never changes an account, never counts an error (a
 //! failure goes back to the caller) and knows nothing of the publisher.
 
@@ -15,6 +15,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::account::Account;
 use crate::config::{Config, Kind};
 use crate::framer::{Framer, Status, Transport};
+use crate::websocket;
 
 /// One subscriber; its index in the table is its mio token.
 struct Sub {
@@ -34,10 +35,12 @@ struct Sub {
     nchan_cursor: Option<(String, String)>,
 }
 
-fn new_framer(cfg: &Config) -> Framer {
-    match cfg.target_kind {
-        Kind::Gateway => Framer::new(cfg.transport),
-        Kind::Nchan => Framer::raw(cfg.transport),
+/// A framer for a new connection; a WebSocket's is made with the connection's key.
+fn new_framer(cfg: &Config, ws_key: Option<(&str, u64)>) -> Framer {
+    match (cfg.target_kind, ws_key) {
+        (kind, Some((key, seed))) => Framer::websocket(key, seed, kind == Kind::Nchan),
+        (Kind::Gateway, None) => Framer::new(cfg.transport),
+        (Kind::Nchan, None) => Framer::raw(cfg.transport),
     }
 }
 
@@ -76,7 +79,7 @@ impl Subscribers {
                     channels,
                     acc,
                     sock: None,
-                    framer: new_framer(cfg),
+                    framer: new_framer(cfg, None),
                     out: Vec::new(),
                     nchan_cursor: None,
                     connected: false,
@@ -177,8 +180,14 @@ impl Subscribers {
             self.open += 1;
         }
         sub.connected = false;
-        sub.framer = new_framer(cfg);
-        sub.out = request(cfg, sub, names).into_bytes();
+        // A WebSocket gets a fresh random key (and a seed for its masks) per connection.
+        let ws = (cfg.transport == Transport::Ws).then(|| {
+            let (nonce, seed) = websocket::nonce();
+            (websocket::key(nonce), seed)
+        });
+        let ws_key = ws.as_ref().map(|(k, seed)| (k.as_str(), *seed));
+        sub.framer = new_framer(cfg, ws_key);
+        sub.out = request(cfg, sub, names, ws_key.map(|(k, _)| k)).into_bytes();
         Ok(())
     }
 
@@ -238,9 +247,21 @@ impl Subscribers {
         self.subs[i].sock.as_mut().map(|s| s.read(buf))
     }
 
-    /// Feeds bytes read to subscriber `i`'s framer; its texts are appended to `out`.
+    /// Feeds bytes read to subscriber `i`'s framer; its texts are appended to `out`. What
+    /// the framer owes the server (a WebSocket's pongs) is written at once; what does not
+    /// fit waits for `flush`.
     pub(super) fn feed(&mut self, i: usize, data: &[u8], out: &mut Vec<String>) -> Status {
-        self.subs[i].framer.feed(data, out)
+        let sub = &mut self.subs[i];
+        let status = sub.framer.feed(data, out);
+        if let Some(reply) = sub.framer.take_reply() {
+            sub.out.extend_from_slice(&reply);
+            if let Some(s) = sub.sock.as_mut() {
+                if let Ok(n) = s.write(&sub.out) {
+                    sub.out.drain(..n);
+                }
+            }
+        }
+        status
     }
 
     /// Subscriber `i`'s poll was answered: remembers Nchan's cursor and writes the next
@@ -250,7 +271,7 @@ impl Subscribers {
         if let (Some(lm), Some(et)) = (&sub.framer.last_modified, &sub.framer.etag) {
             sub.nchan_cursor = Some((lm.clone(), et.clone()));
         }
-        let req = request(cfg, sub, names);
+        let req = request(cfg, sub, names, None);
         sub.out.extend_from_slice(req.as_bytes());
         if let Some(s) = sub.sock.as_mut() {
             if let Ok(n) = s.write(&sub.out) {
@@ -260,12 +281,20 @@ impl Subscribers {
     }
 }
 
-/// The subscribe request for a subscriber's current cursor.
-fn request(cfg: &Config, sub: &Sub, names: &[String]) -> String {
+/// The subscribe request for a subscriber's current cursor (`ws_key`: a WebSocket
+/// upgrade with this key).
+fn request(cfg: &Config, sub: &Sub, names: &[String], ws_key: Option<&str>) -> String {
     let transport = cfg.transport;
+    let upgrade = ws_key.map(|k| {
+        format!(
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {k}\r\nSec-WebSocket-Version: 13\r\n"
+        )
+    });
+    let upgrade = upgrade.as_deref().unwrap_or("");
     if cfg.target_kind == Kind::Nchan {
         let ch = &names[sub.channels[0]];
         return match (transport, &sub.nchan_cursor) {
+            (Transport::Ws, _) => format!("GET /sub/{ch} HTTP/1.1\r\nHost: lt\r\n{upgrade}\r\n"),
             (Transport::Poll, Some((lm, et))) => format!(
                 "GET /sub/{ch} HTTP/1.1\r\nHost: lt\r\nIf-Modified-Since: {lm}\r\nIf-None-Match: {et}\r\n\r\n"
             ),
@@ -276,7 +305,7 @@ fn request(cfg: &Config, sub: &Sub, names: &[String]) -> String {
     let chans: Vec<&str> = sub.channels.iter().map(|&c| names[c].as_str()).collect();
     let seqs: Vec<String> = sub.acc.iter().map(|a| a.next.to_string()).collect();
     format!(
-        "GET {}channel={}&seq={} HTTP/1.1\r\nHost: lt\r\n\r\n",
+        "GET {}channel={}&seq={} HTTP/1.1\r\nHost: lt\r\n{upgrade}\r\n",
         transport.path(),
         chans.join(","),
         seqs.join(",")
