@@ -13,83 +13,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use util::ws::{
+    closed_with, command, event, frame, handshake, is_noop, open, send, sync, ACCEPT, KEY,
+};
 use util::TestServer;
-
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-
-fn handshake(addr: std::net::SocketAddr, query: &str, extra: &str) -> (TcpStream, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /ws?{query} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\n{extra}\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut b).unwrap(), 1, "closed before the head ended");
-        head.push(b[0]);
-    }
-    (s, String::from_utf8(head).unwrap())
-}
-
-/// One server frame: (opcode, payload). Server frames are never masked.
-fn frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).unwrap();
-    assert_eq!(h[1] & 0x80, 0, "a server frame must not be masked");
-    let len = match h[1] & 0x7f {
-        126 => {
-            let mut l = [0u8; 2];
-            s.read_exact(&mut l).unwrap();
-            u16::from_be_bytes(l) as usize
-        }
-        127 => {
-            let mut l = [0u8; 8];
-            s.read_exact(&mut l).unwrap();
-            u64::from_be_bytes(l) as usize
-        }
-        n => n as usize,
-    };
-    let mut p = vec![0u8; len];
-    s.read_exact(&mut p).unwrap();
-    (h[0] & 0x0f, p)
-}
-
-/// A heartbeat's `noop` event (it follows each ping, for pages, which see no ping).
-fn is_noop(op: u8, p: &[u8]) -> bool {
-    op == 0x1 && p == br#"{"type":"noop"}"#
-}
-
-/// A text frame's JSON, skipping heartbeats (pings and their `noop`).
-fn event(s: &mut TcpStream) -> serde_json::Value {
-    loop {
-        let (op, p) = frame(s);
-        if op == 0x9 || is_noop(op, &p) {
-            continue;
-        }
-        assert_eq!(op, 0x1, "a text frame");
-        return serde_json::from_slice(&p).unwrap();
-    }
-}
-
-/// A masked client frame.
-fn send(s: &mut TcpStream, first: u8, payload: &[u8]) {
-    let mask = [0x37u8, 0xfa, 0x21, 0x3d];
-    let mut f = vec![first];
-    if payload.len() < 126 {
-        f.push(0x80 | payload.len() as u8);
-    } else {
-        f.push(0x80 | 126);
-        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    s.write_all(&f).unwrap();
-}
 
 #[test]
 fn a_websocket_subscriber_gets_hello_and_messages_as_text_frames_and_pongs() {
@@ -178,55 +105,6 @@ fn handshakes_that_are_refused() {
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
     let r = util::get(g.public, "/ws?channel=news");
     assert_eq!(r.status, 426, "a plain GET");
-}
-
-/// A command as a masked text frame.
-fn command(s: &mut TcpStream, json: &str) {
-    send(s, 0x81, json.as_bytes());
-}
-
-/// Waits until the gateway has handled everything sent before: a ping sent after it is
-/// answered after it (frames are handled in order). Returns the text events that came
-/// before the pong.
-fn sync(s: &mut TcpStream) -> Vec<serde_json::Value> {
-    send(s, 0x89, b"sync");
-    let mut events = Vec::new();
-    loop {
-        match frame(s) {
-            (0x9, _) => {}
-            (op, p) if is_noop(op, &p) => {}
-            (0xA, p) if p == b"sync" => return events,
-            (0x1, p) => events.push(serde_json::from_slice(&p).unwrap()),
-            (op, p) => panic!("unexpected frame {op:#x} {p:?}"),
-        }
-    }
-}
-
-/// The close frame's code, after any text events (returned) and pings.
-fn closed_with(s: &mut TcpStream) -> (u16, Vec<serde_json::Value>) {
-    let mut events = Vec::new();
-    loop {
-        match frame(s) {
-            (0x9, _) => {}
-            (op, p) if is_noop(op, &p) => {}
-            (0x1, p) => events.push(serde_json::from_slice(&p).unwrap()),
-            (0x8, p) => {
-                let mut rest = Vec::new();
-                // The gateway closes the TCP connection after its close frame.
-                let _ = s.read_to_end(&mut rest);
-                assert!(rest.is_empty(), "bytes after the close frame: {rest:?}");
-                return (u16::from_be_bytes([p[0], p[1]]), events);
-            }
-            (op, p) => panic!("unexpected frame {op:#x} {p:?}"),
-        }
-    }
-}
-
-fn open(g: &TestServer, query: &str) -> TcpStream {
-    let (mut s, head) = handshake(g.public, query, "Sec-WebSocket-Version: 13\r\n");
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    assert_eq!(event(&mut s)["type"], "hello");
-    s
 }
 
 #[test]

@@ -12,131 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use util::ws::{
+    close_frame, command, event, frame, handshake_on, masked, open, open_at, send, sync, try_frame,
+};
 use util::TestServer;
-
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 // ---------------------------------------------------------------------------------------
 // A raw client (as in tests/websocket.rs).
-
-fn handshake_on(mut s: TcpStream, query: &str) -> (TcpStream, String) {
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /ws?{query} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut b).unwrap(), 1, "closed before the head ended");
-        head.push(b[0]);
-    }
-    (s, String::from_utf8(head).unwrap())
-}
-
-fn open_at(addr: SocketAddr, query: &str) -> (TcpStream, serde_json::Value) {
-    let (mut s, head) = handshake_on(TcpStream::connect(addr).unwrap(), query);
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    let hello = event(&mut s);
-    assert_eq!(hello["type"], "hello");
-    (s, hello)
-}
-
-fn open(g: &TestServer, query: &str) -> TcpStream {
-    open_at(g.public, query).0
-}
-
-fn try_frame(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h)?;
-    assert_eq!(h[1] & 0x80, 0, "a server frame must not be masked");
-    let len = match h[1] & 0x7f {
-        126 => {
-            let mut l = [0u8; 2];
-            s.read_exact(&mut l)?;
-            u16::from_be_bytes(l) as usize
-        }
-        127 => {
-            let mut l = [0u8; 8];
-            s.read_exact(&mut l)?;
-            u64::from_be_bytes(l) as usize
-        }
-        n => n as usize,
-    };
-    let mut p = vec![0u8; len];
-    s.read_exact(&mut p)?;
-    Ok((h[0] & 0x0f, p))
-}
-
-fn frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
-    try_frame(s).unwrap()
-}
-
-fn event(s: &mut TcpStream) -> serde_json::Value {
-    loop {
-        let (op, p) = frame(s);
-        if op == 0x9 {
-            continue;
-        }
-        assert_eq!(op, 0x1, "a text frame, got {op:#x} {p:?}");
-        return serde_json::from_slice(&p).unwrap();
-    }
-}
-
-/// A masked client frame (any length).
-fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37u8, 0xfa, 0x21, 0x3d];
-    let mut f = vec![first];
-    if payload.len() < 126 {
-        f.push(0x80 | payload.len() as u8);
-    } else if payload.len() <= 0xffff {
-        f.push(0x80 | 126);
-        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    } else {
-        f.push(0x80 | 127);
-        f.extend_from_slice(&(payload.len() as u64).to_be_bytes());
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
-}
-
-fn send(s: &mut TcpStream, first: u8, payload: &[u8]) {
-    s.write_all(&masked(first, payload)).unwrap();
-}
-
-fn command(s: &mut TcpStream, json: &str) {
-    send(s, 0x81, json.as_bytes());
-}
-
-/// Everything handled: text events before the pong of a ping sent now.
-fn sync(s: &mut TcpStream) -> Vec<serde_json::Value> {
-    send(s, 0x89, b"sync");
-    let mut events = Vec::new();
-    loop {
-        match frame(s) {
-            (0x9, _) => {}
-            (0xA, p) if p == b"sync" => return events,
-            (0x1, p) => events.push(serde_json::from_slice(&p).unwrap()),
-            (op, p) => panic!("unexpected frame {op:#x} {p:?}"),
-        }
-    }
-}
-
-/// The close frame's code (and reason), after any text events (returned) and pings.
-fn closed_with(s: &mut TcpStream) -> (u16, Vec<serde_json::Value>) {
-    let mut events = Vec::new();
-    loop {
-        match frame(s) {
-            (0x9, _) => {}
-            (0x1, p) => events.push(serde_json::from_slice(&p).unwrap()),
-            (0x8, p) => return (u16::from_be_bytes([p[0], p[1]]), events),
-            (op, p) => panic!("unexpected frame {op:#x} {p:?}"),
-        }
-    }
-}
 
 /// A socket whose receive buffer is tiny (the server's output backs up at once).
 fn tiny(addr: SocketAddr) -> TcpStream {
@@ -340,7 +222,7 @@ fn fragments_are_capped_in_total() {
     send(&mut s, 0x89, b"mid");
     assert_eq!(frame(&mut s), (0xA, b"mid".to_vec()));
     send(&mut s, 0x00, &[b' '; 200]); // 4,200 bytes in all: over the cap
-    assert_eq!(closed_with(&mut s).0, 1009);
+    assert_eq!(close_frame(&mut s).0, 1009);
     g.wait_subscribers("a", 0);
 }
 
@@ -383,7 +265,7 @@ fn a_control_close_ends_a_websocket_with_1000_like_the_close_command() {
         &format!("POST /clients/{id}/close HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"),
     );
     assert_eq!(r.status, 204);
-    let (code, events) = closed_with(&mut s);
+    let (code, events) = close_frame(&mut s);
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["type"], "close");
     assert_eq!(code, 1000, "a control close is not the server going away");
@@ -424,7 +306,7 @@ fn a_1009_while_the_client_still_sends_ends_with_fin_not_reset() {
     let writer = std::thread::spawn(move || {
         let _ = w.write_all(&big);
     });
-    let (code, _) = closed_with(&mut s);
+    let (code, _) = close_frame(&mut s);
     assert_eq!(code, 1009);
     let mut rest = Vec::new();
     let end = s.read_to_end(&mut rest);
@@ -459,7 +341,7 @@ fn close_codes() {
     for (bytes, want) in cases {
         let mut s = open(&g, "channel=a");
         s.write_all(&bytes).unwrap();
-        let (code, _) = closed_with(&mut s);
+        let (code, _) = close_frame(&mut s);
         assert_eq!(code, want, "{bytes:x?}");
     }
     g.wait_subscribers("a", 0);
@@ -544,7 +426,7 @@ fn resubscribe_with_a_cursor_resumes_exactly_and_reconnect_names_it() {
         .unwrap()
         .success();
     assert!(ok);
-    let (code, events) = closed_with(&mut s);
+    let (code, events) = close_frame(&mut s);
     assert_eq!(code, 1001);
     let cursor = events.last().unwrap()["cursor"]
         .as_str()

@@ -13,6 +13,7 @@ mod redis;
 mod server;
 mod stream;
 mod workers;
+pub mod ws;
 
 use std::time::{Duration, Instant};
 

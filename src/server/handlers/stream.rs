@@ -57,11 +57,9 @@ impl Server {
             self.try_stream(key, head, q, cors, format)
         };
         if let Err(e) = result {
-            // A refused WebSocket upgrade names the version this server speaks.
-            let extra = if format == Format::WebSocket && e.status == 426 {
-                "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"
-            } else {
-                ""
+            let extra = match format {
+                Format::WebSocket => ws_refusal_headers(&e),
+                _ => "",
             };
             self.respond_error(key, head, e, cors, extra);
         }
@@ -395,6 +393,16 @@ impl Server {
         self.ws_forget(key);
         self.arm(key);
         self.flush(key);
+    }
+}
+
+/// The headers a refused WebSocket upgrade carries: a 426 names the version this server
+/// speaks.
+pub(in crate::server) fn ws_refusal_headers(e: &HttpError) -> &'static str {
+    if e.status == 426 {
+        "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"
+    } else {
+        ""
     }
 }
 

@@ -23,7 +23,7 @@ use crate::http::HttpError;
 use crate::hub::Channel;
 use crate::hub::{Follower, Subs};
 use crate::server::conn::{Conn, Phase, Stream};
-use crate::server::handlers::stream::ws_handshake;
+use crate::server::handlers::stream::{ws_handshake, ws_refusal_headers};
 use crate::server::http_io::pipeline_window;
 use crate::server::waiting::Target;
 use crate::server::{after, Server, TimerKind, PUBLIC_REQUESTS_PER_TURN};
@@ -66,11 +66,7 @@ impl Server {
         let (ws_key, client) = match opened {
             Ok(o) => o,
             Err(e) => {
-                let extra = if e.status == 426 {
-                    "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"
-                } else {
-                    ""
-                };
+                let extra = ws_refusal_headers(&e);
                 return self.respond_error(key, head, e, cors, extra);
             }
         };
