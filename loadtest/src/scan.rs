@@ -53,21 +53,35 @@ pub enum Event<'a> {
     Unknown,
 }
 
+/// Where the value of `"key":` starts in `json` (no allocation: this runs once or twice per
+/// delivery, hundreds of thousands of times a second).
+fn value_at(json: &str, key: &str) -> Option<usize> {
+    let (b, k) = (json.as_bytes(), key.as_bytes());
+    let mut i = 0;
+    while let Some(p) = b[i..].iter().position(|&c| c == b'"') {
+        let s = i + p + 1;
+        let e = s + k.len();
+        if b.get(s..e) == Some(k) && b.get(e) == Some(&b'"') && b.get(e + 1) == Some(&b':') {
+            return Some(e + 2);
+        }
+        i = s;
+    }
+    None
+}
+
 fn str_field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":\"");
-    let start = json.find(&pat)? + pat.len();
-    let rest = &json[start..];
+    let start = value_at(json, key)?;
+    let rest = json.get(start..)?.strip_prefix('"')?;
     // Values the generator reads (names, cursors, types) never contain escapes.
-    let end = rest.find('"')?;
+    let end = rest.bytes().position(|c| c == b'"')?;
     Some(&rest[..end])
 }
 
 fn num_field(json: &str, key: &str) -> Option<u64> {
-    let pat = format!("\"{key}\":");
-    let start = json.find(&pat)? + pat.len();
-    let digits: &str = &json[start..];
+    let digits = json.get(value_at(json, key)?..)?;
     let end = digits
-        .find(|c: char| !c.is_ascii_digit())
+        .bytes()
+        .position(|c| !c.is_ascii_digit())
         .unwrap_or(digits.len());
     digits[..end].parse().ok()
 }
