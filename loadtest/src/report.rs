@@ -96,6 +96,8 @@ pub struct Summary {
     pub published: u64,
     /// Publishes that failed.
     pub publish_errors: u64,
+    /// Publish requests sent (one per message unless `--batch`).
+    pub publish_requests: u64,
     /// Seconds spent publishing.
     pub publish_secs: f64,
     /// From the start of publishing to the end of the last deliveries (bounded by drain).
@@ -197,8 +199,8 @@ impl Summary {
         );
         let _ = writeln!(
             t,
-            "published {} in {:.2}s ({} errors)",
-            self.published, self.publish_secs, self.publish_errors
+            "published {} in {:.2}s, {} requests ({} errors)",
+            self.published, self.publish_secs, self.publish_requests, self.publish_errors
         );
         let _ = writeln!(t, "expected {}  received {}  duplicates {}  out-of-order {} (skipped {})  lost {}  resets {}  missing {}", self.expected, self.received, self.duplicates, self.out_of_order, self.skipped, self.lost, self.resets, self.missing);
         let _ = writeln!(t, "deliveries/s {:.0}", self.deliveries_per_sec());
@@ -263,7 +265,7 @@ impl Summary {
         format!(
             concat!(
                 "{{\"transport\":\"{}\",\"subscribers\":{},\"channels\":{},\"channels_per_subscriber\":{},",
-                "\"ramp_secs\":{:.3},\"connects\":{},\"answers\":{},\"published\":{},\"publish_errors\":{},\"publish_secs\":{:.3},",
+                "\"ramp_secs\":{:.3},\"connects\":{},\"answers\":{},\"published\":{},\"publish_errors\":{},\"publish_requests\":{},\"publish_secs\":{:.3},",
                 "\"delivery_secs\":{:.3},\"expected\":{},\"received\":{},\"duplicates\":{},\"out_of_order\":{},",
                 "\"skipped\":{},\"lost\":{},\"resets\":{},\"missing\":{},\"deliveries_per_sec\":{:.1},",
                 "\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},",
@@ -271,7 +273,7 @@ impl Summary {
                 "\"server_rss_kib\":{},\"clean\":{}{}}}"
             ),
             self.transport, self.subscribers, self.channels, self.channels_per_subscriber,
-            self.ramp_secs, self.connects, self.answers, self.published, self.publish_errors, self.publish_secs,
+            self.ramp_secs, self.connects, self.answers, self.published, self.publish_errors, self.publish_requests, self.publish_secs,
             self.delivery_secs, self.expected, self.received, self.duplicates, self.out_of_order,
             self.skipped, self.lost, self.resets, self.missing, self.deliveries_per_sec(),
             l[0], l[1], l[2], l[3], l[4],

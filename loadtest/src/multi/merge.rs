@@ -31,6 +31,7 @@ pub(super) fn merge(
     let mut s = Summary::new(cfg);
     s.published = published.count;
     s.publish_errors = published.errors;
+    s.publish_requests = published.requests;
     s.publish_secs = published.elapsed.as_secs_f64();
     let mut latency = latency_histogram()?;
     for (k, (share, r)) in shares.iter().zip(reports).enumerate() {
@@ -117,10 +118,12 @@ mod tests {
             last: vec![Some(4)],
             count: 3,
             errors: 0,
+            requests: 2,
             elapsed: Duration::from_millis(1500),
         };
         let s = merge(&cfg, &shares, &reports, &published).unwrap();
         assert_eq!((s.subscribers, s.published, s.publish_secs), (5, 3, 1.5));
+        assert_eq!(s.publish_requests, 2);
         assert_eq!((s.expected, s.received, s.missing), (7, 5, 2));
         assert_eq!((s.ramp_secs, s.delivery_secs), (3.0, 2.0));
         assert_eq!(s.errors.read, 2);

@@ -272,6 +272,7 @@ impl<'a> Run<'a> {
         s.answers = self.answers;
         s.published = published.count;
         s.publish_errors = published.errors;
+        s.publish_requests = published.requests;
         s.publish_secs = published.elapsed.as_secs_f64();
         account::tally(&mut s, self.subs.accounts(), &published.last, &self.first);
         s.delivery_secs = ended.map_or(0.0, |d| (d.elapsed() + published.elapsed).as_secs_f64());
