@@ -165,6 +165,13 @@ pub struct Config {
     #[arg(long, default_value_t = 0.0)]
     pub churn: f64,
 
+    /// Read the gateway's `GET /stats` on the admin listener just before the first
+    /// publish and write the answer to this file, so that a script can take the difference
+    /// to another reading after the run (what publishing and its deliveries cost, the ramp
+    /// left out). If it cannot be read (Nchan has no /stats), no file is written.
+    #[arg(long)]
+    pub stats_before: Option<std::path::PathBuf>,
+
     /// Write the summary as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -181,6 +188,12 @@ pub struct Config {
     /// writes --burst messages of --size bytes to --subscribers sockets, one write each.
     #[arg(long)]
     pub floor: bool,
+
+    /// Pin the floor's writer process to these CPUs (`taskset -c` syntax, e.g. `0`), the
+    /// way a script pins the server under test, so that the floor and the server get the
+    /// same core; pin this process (the reader) as the generator is.
+    #[arg(long)]
+    pub floor_writer_cpus: Option<String>,
 
     /// Internal: be the floor's writer, listening on this address.
     #[arg(long, hide = true)]

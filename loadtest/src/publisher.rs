@@ -83,6 +83,11 @@ impl Admin {
         }
     }
 
+    /// `GET path`: the body of its 2xx answer.
+    pub(crate) fn get(&mut self, path: &str) -> io::Result<String> {
+        self.exchange(&format!("GET {path} HTTP/1.1\r\n"), "")
+    }
+
     /// Publishes message number `n` of a channel; returns its seq (the gateway's, or `n`
     /// for Nchan, whose deliveries are counted by the stamped number).
     pub(crate) fn publish(&mut self, channel: &str, body: &str, n: u64) -> io::Result<u64> {
@@ -245,13 +250,20 @@ pub(crate) fn publisher(cfg: Config, names: Vec<String>, stop: Arc<AtomicBool>) 
         elapsed: Duration::ZERO,
     };
     let token = cfg.admin_token.as_deref();
-    let admin = match Admin::connect(cfg.admin, cfg.target_kind, token, cfg.publish_timeout) {
+    let mut admin = match Admin::connect(cfg.admin, cfg.target_kind, token, cfg.publish_timeout) {
         Ok(a) => a,
         Err(_) => {
             out.errors += 1;
             return out;
         }
     };
+    if let Some(path) = &cfg.stats_before {
+        // Before the first publish, on the connection that will publish: nothing of the
+        // run's publishing is in it, all of the ramp is.
+        if let Ok(stats) = admin.get("/stats") {
+            let _ = std::fs::write(path, stats);
+        }
+    }
     let batch = cfg.batch.max(1);
     let mut s = Sender {
         cfg: &cfg,
