@@ -312,6 +312,87 @@ mod tests {
         assert_eq!(scan::payload_seq(&p), Some(42));
     }
 
+    /// A one-request admin listener: reads one request with a body, answers `answer` with
+    /// `status`, and hands back the request's bytes.
+    fn one_answer(
+        status: &str,
+        answer: &'static str,
+    ) -> (SocketAddr, std::thread::JoinHandle<String>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let status = status.to_string();
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "the publisher closed before its request was whole");
+                req.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&req).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let clen: usize = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    if req.len() >= end + 4 + clen {
+                        break;
+                    }
+                }
+            }
+            write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+                answer.len()
+            )
+            .unwrap();
+            String::from_utf8(req).unwrap()
+        });
+        (addr, t)
+    }
+
+    #[test]
+    fn a_batch_is_one_ndjson_post_and_its_answer_gives_each_seq() {
+        let (addr, server) = one_answer(
+            "200 OK",
+            r#"[{"channel":"a","seq":1700000000000001},{"channel":"b","seq":9},{"channel":"a","seq":1700000000000002}]"#,
+        );
+        let mut admin =
+            Admin::connect(addr, Kind::Gateway, Some("tok"), Duration::from_secs(5)).unwrap();
+        let lines = [("a", "t=1;n=1;x"), ("b", "t=1;n=1;x"), ("a", "t=2;n=2;x")];
+        let seqs = admin.publish_batch(&lines).unwrap();
+        assert_eq!(
+            seqs,
+            vec![
+                Some(1_700_000_000_000_001),
+                Some(9),
+                Some(1_700_000_000_000_002)
+            ]
+        );
+        let body = "{\"channel\":\"a\",\"data\":\"t=1;n=1;x\"}\n\
+                    {\"channel\":\"b\",\"data\":\"t=1;n=1;x\"}\n\
+                    {\"channel\":\"a\",\"data\":\"t=2;n=2;x\"}\n";
+        assert_eq!(
+            server.join().unwrap(),
+            format!(
+                "POST /pub HTTP/1.1\r\nContent-Type: application/x-ndjson\r\nHost: lt\r\n\
+                 Authorization: Bearer tok\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        );
+    }
+
+    #[test]
+    fn a_refused_batch_is_an_error_for_all_of_it() {
+        let (addr, server) = one_answer("413 Payload Too Large", r#"{"error":"body too large"}"#);
+        let mut admin = Admin::connect(addr, Kind::Gateway, None, Duration::from_secs(5)).unwrap();
+        let e = admin.publish_batch(&[("a", "x")]).unwrap_err();
+        assert!(e.to_string().contains("HTTP 413"), "{e}");
+        server.join().unwrap();
+    }
+
     #[test]
     fn a_steady_batch_takes_only_messages_already_due() {
         let start = Instant::now();
