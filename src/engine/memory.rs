@@ -127,27 +127,40 @@ impl MemoryEngine {
         Some(&mut e.log)
     }
 
-    /// Appends to every channel of `names`, or to none past `--max-channels`
-    /// ([`Engine::publish`], answered at once).
+    /// Appends `payload` to every channel of `names`, or to none past `--max-channels`.
     pub fn publish(
         &mut self,
         names: &[&str],
         payload: &str,
         now: Now,
     ) -> Result<Vec<u64>, EngineError> {
-        let fresh = names
+        let items: Vec<(&str, &str)> = names.iter().map(|&n| (n, payload)).collect();
+        self.publish_items(&items, now)
+    }
+
+    /// Appends each `(channel, payload)` to its channel, or nothing past
+    /// `--max-channels` ([`Engine::publish`], answered at once).
+    pub fn publish_items(
+        &mut self,
+        items: &[(&str, &str)],
+        now: Now,
+    ) -> Result<Vec<u64>, EngineError> {
+        let mut fresh: Vec<&str> = items
             .iter()
+            .map(|&(n, _)| n)
             .filter(|n| {
                 self.find(n)
                     .and_then(|k| self.logs.get(k))
                     .is_none_or(|e| !e.log.is_published())
             })
-            .count() as u64;
-        if self.published.len() as u64 + fresh > self.limits.max_channels {
+            .collect();
+        fresh.sort_unstable();
+        fresh.dedup();
+        if self.published.len() as u64 + fresh.len() as u64 > self.limits.max_channels {
             return Err(EngineError::TooManyChannels);
         }
-        let mut seqs = Vec::with_capacity(names.len());
-        for name in names {
+        let mut seqs = Vec::with_capacity(items.len());
+        for &(name, payload) in items {
             let key = match self.find(name) {
                 Some(k) => k,
                 None => self.create(name, now),
@@ -256,11 +269,10 @@ impl Engine for MemoryEngine {
 
     fn publish(
         &mut self,
-        names: &[&str],
-        payload: &str,
+        items: &[(&str, &str)],
         now: Now,
     ) -> Reply<Result<Vec<u64>, EngineError>> {
-        Reply::Now(MemoryEngine::publish(self, names, payload, now))
+        Reply::Now(MemoryEngine::publish_items(self, items, now))
     }
 
     fn read(&mut self, name: &str, cursor: Option<u64>, now: Now) -> Reply<Option<Read>> {

@@ -193,15 +193,13 @@ pub trait Engine {
     /// goes; one that had starts its `--channel-ttl` clock.
     fn unwatch(&mut self, name: &str, now: Now);
 
-    /// Appends `payload` to every channel of `names` (distinct; created if needed), or to none if
-    /// that would pass `--max-channels`. Returns the seqs, in order. The messages come
-    /// out of `drain_events`.
-    fn publish(
-        &mut self,
-        names: &[&str],
-        payload: &str,
-        now: Now,
-    ) -> Reply<Result<Vec<u64>, EngineError>>;
+    /// Appends each `(channel, payload)` of `items` to its channel (created if needed;
+    /// a channel may come several times, its messages in order), or nothing if that
+    /// would pass `--max-channels`. Returns the seqs, in the order of `items`. The
+    /// messages come out of `drain_events`. One publish to several channels is one item
+    /// per channel with the same payload; a batch publish is one item per line.
+    fn publish(&mut self, items: &[(&str, &str)], now: Now)
+        -> Reply<Result<Vec<u64>, EngineError>>;
 
     /// What `cursor` has due on `name` (`None` if the channel has no log). An engine that
     /// answers later delivers `Answer::Read`; meanwhile the hub keeps the live messages of

@@ -52,6 +52,9 @@ pub struct Head {
     pub last_event_id: Option<String>,
     /// The `Authorization` header (never logged).
     pub authorization: Option<String>,
+    /// The body is `application/x-ndjson` (`Content-Type`, parameters aside): a batch
+    /// publish.
+    pub ndjson: bool,
     /// A WebSocket opening handshake's headers (`Upgrade`, `Connection`,
     /// `Sec-WebSocket-Version`, `Sec-WebSocket-Key`), when the request has `Upgrade`.
     pub websocket: Option<Box<[Option<String>; 4]>>,
@@ -124,6 +127,7 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Status, HttpError> {
     let mut origin = None;
     let mut last_event_id = None;
     let mut authorization = None;
+    let mut ndjson = false;
     let mut ws: [Option<String>; 4] = Default::default();
     for h in req.headers.iter() {
         for (i, wanted) in [
@@ -169,6 +173,11 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Status, HttpError> {
             origin = std::str::from_utf8(h.value).ok().map(str::to_owned);
         } else if name.eq_ignore_ascii_case("authorization") {
             authorization = std::str::from_utf8(h.value).ok().map(str::to_owned);
+        } else if name.eq_ignore_ascii_case("content-type") {
+            let media = h.value.split(|&b| b == b';').next().unwrap_or(b"");
+            ndjson = media
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"application/x-ndjson");
         } else if name.eq_ignore_ascii_case("last-event-id") {
             last_event_id = std::str::from_utf8(h.value).ok().map(str::to_owned);
         }
@@ -196,6 +205,7 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Status, HttpError> {
         origin,
         last_event_id,
         authorization,
+        ndjson,
         websocket: ws[0].is_some().then(|| Box::new(ws)),
         len,
     }))

@@ -20,8 +20,9 @@ use crate::hub::Follower;
 use crate::timer::TimerKey;
 use crate::transport::StreamOut;
 
-/// How many queued buffers one `writev` takes at most.
-const MAX_IOVECS: usize = 64;
+/// How many queued buffers one `writev` takes at most (a turn's coalesced messages go
+/// in one call: 100 messages of a batch are 100 to 200 buffers; Linux takes 1,024).
+const MAX_IOVECS: usize = 512;
 
 /// A streaming response in progress (`/stream`, `/iframe`, `/events`).
 #[derive(Debug)]
@@ -163,6 +164,9 @@ pub struct Conn {
     pub head_request: bool,
     /// Queued for the next loop turn, having used up its share of this one.
     pub deferred: bool,
+    /// Has output queued for the write at the end of this loop turn
+    /// (`Server::write_turn`).
+    pub dirty: bool,
 }
 
 /// What a read pass found.
@@ -184,6 +188,8 @@ pub enum ReadOutcome {
 pub struct Flushed {
     /// Bytes written.
     pub written: usize,
+    /// Write system calls made.
+    pub calls: u32,
     /// Output that was queued since the last flush could not all be written: its
     /// no-progress clock starts now.
     pub started_waiting: bool,
@@ -203,6 +209,7 @@ impl Conn {
             read_paused: false,
             head_request: false,
             deferred: false,
+            dirty: false,
         }
     }
 
@@ -319,9 +326,11 @@ impl Conn {
     /// the reactor time, for the no-progress clock. `Err` means the connection is dead.
     pub fn flush(&mut self, now: u64) -> io::Result<Flushed> {
         let mut written = 0;
+        let mut calls = 0;
         let Some(buf) = self.io.as_deref_mut() else {
             return Ok(Flushed {
                 written: 0,
+                calls: 0,
                 started_waiting: false,
             });
         };
@@ -332,6 +341,7 @@ impl Conn {
             for (slot, b) in iov.iter_mut().zip(buf.wq.iter()) {
                 *slot = IoSlice::new(b);
             }
+            calls += 1;
             match self.sock.write_vectored(&iov[..n_iov]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(mut n) => {
@@ -370,6 +380,7 @@ impl Conn {
         );
         Ok(Flushed {
             written,
+            calls,
             started_waiting: fresh && buf.pending > 0,
         })
     }

@@ -108,8 +108,8 @@ impl Server {
         }
         for d in &out {
             match d.mode {
-                Mode::Poll => self.answer_poll(d.conn, std::slice::from_ref(&msg.json), false),
-                Mode::Stream => self.flush(d.conn),
+                Mode::Poll => self.batch_for_poll(d.conn, msg.json.clone()),
+                Mode::Stream => self.mark_dirty(d.conn),
             }
         }
         // A large list is not kept: a fan-out to many streams allocates and frees a write

@@ -48,12 +48,29 @@ fn ws_with_input(conn: &Conn) -> bool {
         && !conn.rbuf().is_empty()
 }
 
-/// Largest body accepted on this listener.
+/// Largest body accepted on this listener (for the read buffer: a batch publish's).
 fn body_limit(config: &Config, admin: bool) -> usize {
-    if admin || config.demo {
+    if admin {
+        max_batch_body(config)
+    } else if config.demo {
         config.max_message
     } else {
         PUBLIC_MAX_BODY
+    }
+}
+
+/// Largest body of a batch publish (`application/x-ndjson`): 1 MiB, or `--max-message`
+/// if that is larger (each line's data is held to `--max-message`).
+pub(super) fn max_batch_body(config: &Config) -> usize {
+    config.max_message.max(1 << 20)
+}
+
+/// Largest body of this request.
+fn request_body_limit(config: &Config, admin: bool, ndjson: bool) -> usize {
+    match (admin, ndjson) {
+        (true, true) => max_batch_body(config),
+        (true, false) => config.max_message,
+        (false, _) => body_limit(config, false),
     }
 }
 
@@ -170,7 +187,6 @@ impl Server {
                 return;
             };
             let admin = conn.admin;
-            let body_limit = body_limit(&self.config, admin);
             let window = pipeline_window(&self.config, admin);
             match &conn.phase {
                 // A WebSocket's frames are its input.
@@ -217,7 +233,7 @@ impl Server {
                 Err(e) => return self.reject(key, e, Cors::Omit),
             };
             let cors = self.cors.decide(head.origin.as_deref());
-            if head.content_length > body_limit {
+            if head.content_length > request_body_limit(&self.config, admin, head.ndjson) {
                 return self.reject(key, HttpError::new(413, "body too large"), cors);
             }
             let total = head.len + head.content_length;

@@ -21,6 +21,7 @@
 //! subscribers), `stats` (counters, and the host-wide view of `--workers`), `shutdown`.
 
 mod accept;
+mod coalesce;
 mod conn;
 mod fanout;
 mod handlers;
@@ -139,6 +140,14 @@ pub struct Server {
     deliveries: Vec<Delivery>,
     /// Admin requests waiting for an engine's answer, by the call's ticket.
     waiting: HashMap<Ticket, Key<Conn>>,
+    /// Streams with frames queued this turn, written once at its end (`write_turn`).
+    dirty: Vec<Key<Conn>>,
+    /// Publishers' answers queued this turn, written after the subscribers.
+    late: Vec<Key<Conn>>,
+    /// Parked polls that got messages this turn, and the messages, answered at its end;
+    /// by connection, the index of its entry.
+    poll_batch: Vec<(Key<Conn>, Vec<bytes::Bytes>)>,
+    poll_batched: HashMap<Key<Conn>, usize>,
     /// WebSocket `subscribe` commands waiting for their history reads, by connection,
     /// and the connection each of their reads is for.
     ws_reads: HashMap<Key<Conn>, handlers::websocket::WsReads>,
@@ -218,6 +227,10 @@ impl Server {
             engine_events: Vec::new(),
             deliveries: Vec::new(),
             waiting: HashMap::new(),
+            dirty: Vec::new(),
+            late: Vec::new(),
+            poll_batch: Vec::new(),
+            poll_batched: HashMap::new(),
             ws_reads: HashMap::new(),
             ws_tickets: HashMap::new(),
             stats: Stats::default(),
@@ -301,6 +314,8 @@ impl Server {
             self.engine.advance(self.now);
             self.fan_out();
             self.drain_pending_input();
+            // Each subscriber written once with everything this turn queued for it.
+            self.write_turn();
             // What the engine was asked this turn leaves in one write.
             self.engine.flush();
         }
@@ -385,7 +400,7 @@ impl Server {
             TimerKind::DemoTick => {
                 let tick = format!("{} s since start", self.now.ms / 1000);
                 // Only a full channel table refuses it; the next tick tries again.
-                let _ = self.engine.publish(&["demo.ticker"], &tick, self.now);
+                let _ = self.engine.publish(&[("demo.ticker", &tick)], self.now);
                 self.fan_out();
                 self.wheel.insert(self.now.ms + 1000, TimerKind::DemoTick);
             }

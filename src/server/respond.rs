@@ -125,7 +125,13 @@ impl Server {
             }
             other => other,
         };
-        self.flush(key);
+        // A publisher's answer (any admin answer) goes out at the end of the turn, after
+        // the subscribers it concerns; a public answer at once.
+        if conn.admin {
+            self.mark_late(key);
+        } else {
+            self.flush(key);
+        }
     }
 
     /// Writes what is queued. Closes the connection on error, once a final response is
@@ -146,6 +152,9 @@ impl Server {
             }
         };
         self.stats.bytes_out += flushed.written as u64;
+        if !conn.admin {
+            self.stats.public_writes += u64::from(flushed.calls);
+        }
         let pending = conn.pending();
         if pending == 0 {
             conn.shrink();

@@ -45,6 +45,9 @@ pub struct Stats {
     pub delivered: u64,
     /// Bytes written to clients.
     pub bytes_out: u64,
+    /// Write system calls (`writev`) on public-listener connections: with `delivered`,
+    /// how many deliveries one write carries (writes coalesced per loop turn).
+    pub public_writes: u64,
     /// Requests refused for a missing or wrong admin or subscriber token.
     pub auth_failures: u64,
 }
@@ -138,6 +141,7 @@ impl Report {
                 .num("evicted", s.evicted);
         })
         .num("bytes_out", s.bytes_out)
+        .num("public_writes", s.public_writes)
         .num("slow_consumers_dropped", s.slow_consumers)
         .num("stalled_dropped", s.stalled)
         .num("io_errors", s.io_errors)

@@ -28,6 +28,9 @@ pub struct Waiting {
 pub enum Call {
     /// `POST /pub` to these channels.
     Publish(Box<[Box<str>]>),
+    /// `POST /pub` with an ndjson batch: each line's channel, in order (answered with
+    /// an array, whatever the number of lines).
+    Batch(Box<[Box<str>]>),
     /// `GET /channels/NAME`.
     Info(Box<str>),
     /// `GET /channels`.

@@ -75,12 +75,11 @@ impl Engine for Later {
     }
     fn publish(
         &mut self,
-        names: &[&str],
-        payload: &str,
+        items: &[(&str, &str)],
         now: Now,
     ) -> Reply<Result<Vec<u64>, EngineError>> {
         self.now_ms = now.ms;
-        let r = MemoryEngine::publish(&mut self.inner, names, payload, now);
+        let r = MemoryEngine::publish_items(&mut self.inner, items, now);
         self.hold(Answer::Published(r))
     }
     fn read(&mut self, name: &str, cursor: Option<u64>, now: Now) -> Reply<Option<Read>> {

@@ -210,8 +210,7 @@ impl Engine for RedisEngine {
 
     fn publish(
         &mut self,
-        names: &[&str],
-        payload: &str,
+        items: &[(&str, &str)],
         now: Now,
     ) -> EngineReply<Result<Vec<u64>, EngineError>> {
         self.last_ms = now.ms;
@@ -226,7 +225,7 @@ impl Engine for RedisEngine {
         let floor = format!("{}floor", self.prefix);
         let index = self.index_key();
         let clock = format!("{index}:t");
-        for (i, name) in names.iter().enumerate() {
+        for (i, &(name, payload)) in items.iter().enumerate() {
             let (m, h, l) = (
                 self.key(name, "m"),
                 self.key(name, "h"),
@@ -260,9 +259,9 @@ impl Engine for RedisEngine {
             call,
             Pending {
                 ticket,
-                names: names.iter().map(|&n| n.into()).collect(),
-                seqs: vec![None; names.len()],
-                left: names.len(),
+                names: items.iter().map(|&(n, _)| n.into()).collect(),
+                seqs: vec![None; items.len()],
+                left: items.len(),
                 failed: false,
             },
         );

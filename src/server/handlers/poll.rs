@@ -325,6 +325,15 @@ impl Server {
         let Phase::Parked(p) = self.kinds.swap(conn, Phase::Ready) else {
             return;
         };
+        // Messages this turn delivered to it come first.
+        let batch = self.take_poll_batch(key);
+        let joined: Vec<Bytes>;
+        let events = if batch.is_empty() {
+            events
+        } else {
+            joined = batch.into_iter().chain(events.iter().cloned()).collect();
+            &joined[..]
+        };
         let (engine, now) = (&mut *self.engine, self.now);
         let f = &p.follower;
         self.hub.unregister(&f.client);

@@ -42,7 +42,7 @@ fn engine_error(e: EngineError) -> HttpError {
 }
 
 impl Server {
-    /// Handles `POST /pub?channel=a[,b]`.
+    /// Handles `POST /pub?channel=a[,b]`, and a batch (`application/x-ndjson`).
     pub(in crate::server) fn handle_publish(
         &mut self,
         key: Key<Conn>,
@@ -51,6 +51,9 @@ impl Server {
         body: Bytes,
         cors: Cors,
     ) {
+        if head.ndjson {
+            return self.handle_batch(key, head, q, &body, cors);
+        }
         let names = match subscription::parse_names(q, MAX_PUBLISH_CHANNELS) {
             Ok(n) => n,
             Err(e) => return self.respond_error(key, head, e, cors, ""),
@@ -59,11 +62,42 @@ impl Server {
             let e = HttpError::new(400, "payload is not UTF-8");
             return self.respond_error(key, head, e, cors, "");
         };
-        let reply = settle(
-            self.engine.publish(&names, payload, self.now),
-            Answer::Published,
-        );
+        let items: Vec<(&str, &str)> = names.iter().map(|&n| (n, payload)).collect();
+        let reply = settle(self.engine.publish(&items, self.now), Answer::Published);
         let call = Call::Publish(names.iter().map(|n| (*n).into()).collect());
+        self.publish_call(key, head, cors, call, reply);
+    }
+
+    /// `POST /pub` with an ndjson body: every line published, in order, with the
+    /// atomicity of one publish (the channel limit checked for all lines first),
+    /// answered with their seqs in order.
+    fn handle_batch(&mut self, key: Key<Conn>, head: &Head, q: &Query, body: &[u8], cors: Cors) {
+        if q.get("channel").is_some() {
+            let e = HttpError::new(400, "a batch names its channels in its lines, not channel=");
+            return self.respond_error(key, head, e, cors, "");
+        }
+        let items = match parse_batch(body, self.config.max_message) {
+            Ok(items) => items,
+            Err(e) => return self.respond_error(key, head, e, cors, ""),
+        };
+        let refs: Vec<(&str, &str)> = items
+            .iter()
+            .map(|(c, d)| (c.as_str(), d.as_str()))
+            .collect();
+        let reply = settle(self.engine.publish(&refs, self.now), Answer::Published);
+        let call = Call::Batch(items.iter().map(|(c, _)| c.as_str().into()).collect());
+        self.publish_call(key, head, cors, call, reply);
+    }
+
+    /// Answers a publish now or once the engine has, its subscribers first.
+    fn publish_call(
+        &mut self,
+        key: Key<Conn>,
+        head: &Head,
+        cors: Cors,
+        call: Call,
+        reply: Reply<Answer>,
+    ) {
         if let Reply::Later(_) = reply {
             // Wait first: an answer the engine has already queued must find the
             // connection waiting. (The engine emits the messages before the answer, so
@@ -247,7 +281,7 @@ impl Server {
             Call::Stream(setup) => self.abandon_stream(key, setup),
             Call::Poll(p) => self.abandon_poll(key, p),
             Call::Control(c) => self.abandon_control(key, c),
-            Call::Publish(_) | Call::Info(_) | Call::List | Call::Delete(_) => {}
+            Call::Publish(_) | Call::Batch(_) | Call::Info(_) | Call::List | Call::Delete(_) => {}
         }
     }
 
@@ -274,6 +308,10 @@ impl Server {
         answer: Answer,
     ) {
         let result = match (call, answer) {
+            (Call::Batch(names), Answer::Published(r)) => r.map(|seqs| {
+                debug_assert_eq!(seqs.len(), names.len(), "a line left out of a batch");
+                Some(batch_json(&names, &seqs))
+            }),
             (Call::Publish(names), Answer::Published(r)) => r.map(|seqs| {
                 debug_assert_eq!(seqs.len(), names.len(), "a channel left out of a publish");
                 Some(publish_json(&names, &seqs))
@@ -371,6 +409,69 @@ impl Server {
 }
 
 /// `{"channel":…,"seq":…}` for one channel, an array of them for several.
+/// The answer to a batch: `[{"channel":…,"seq":…},…]`, one per line, in order.
+fn batch_json(names: &[Box<str>], seqs: &[u64]) -> Bytes {
+    json::array(
+        names.iter().map(|n| &**n).zip(seqs.iter().copied()),
+        |o, (name, seq)| {
+            o.str("channel", name).num("seq", seq);
+        },
+    )
+}
+
+/// Most lines in one batch publish.
+pub const MAX_BATCH_LINES: usize = 10_000;
+
+/// The lines of a batch publish (`{"channel":"…","data":"…"}` each, blank lines
+/// skipped): their channels and payloads, checked, or the 400/413 to answer.
+fn parse_batch(body: &[u8], max_message: usize) -> Result<Vec<(String, String)>, HttpError> {
+    let mut items = Vec::new();
+    for line in body.split(|&b| b == b'\n') {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        if items.len() == MAX_BATCH_LINES {
+            return Err(HttpError::new(
+                413,
+                "too many lines in one batch (10,000 at most)",
+            ));
+        }
+        let line: Option<(String, String)> = match serde_json::from_slice(line) {
+            Ok(serde_json::Value::Object(mut o)) => match (o.remove("channel"), o.remove("data")) {
+                (Some(serde_json::Value::String(c)), Some(serde_json::Value::String(d))) => {
+                    Some((c, d))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some((channel, data)) = line else {
+            return Err(HttpError::new(
+                400,
+                "each line of a batch is {\"channel\":\"…\",\"data\":\"…\"} (data a string)",
+            ));
+        };
+        if !valid_name(&channel) {
+            return Err(HttpError::new(
+                400,
+                "bad channel name in a batch line (1-128 bytes of A-Z a-z 0-9 _ . -)",
+            ));
+        }
+        if data.len() > max_message {
+            return Err(HttpError::new(
+                413,
+                "a batch line's data is over --max-message",
+            ));
+        }
+        items.push((channel, data));
+    }
+    if items.is_empty() {
+        return Err(HttpError::new(400, "empty batch"));
+    }
+    Ok(items)
+}
+
 fn publish_json(names: &[Box<str>], seqs: &[u64]) -> Bytes {
     let result = |o: &mut json::Obj, (name, seq): (&str, u64)| {
         o.str("channel", name).num("seq", seq);

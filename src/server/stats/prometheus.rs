@@ -116,6 +116,12 @@ fn families(r: &Report) -> Vec<Family> {
             s.bytes_out,
         ),
         family(
+            "public_writes_total",
+            "counter",
+            "Write system calls on public-listener connections (deliveries per write: messages_delivered_total / this).",
+            s.public_writes,
+        ),
+        family(
             "slow_consumers_dropped_total",
             "counter",
             "Subscribers closed past --max-pending-bytes.",

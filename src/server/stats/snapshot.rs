@@ -33,6 +33,7 @@ fn counts(r: &mut Report, mut f: impl FnMut(&str, &mut u64)) {
         ("delivered", &mut s.delivered),
         ("evicted", &mut s.evicted),
         ("bytes_out", &mut s.bytes_out),
+        ("public_writes", &mut s.public_writes),
         ("slow_consumers_dropped", &mut s.slow_consumers),
         ("stalled_dropped", &mut s.stalled),
         ("io_errors", &mut s.io_errors),
