@@ -18,6 +18,9 @@ BATCH=${BATCH:-100}
 RUNS=${RUNS:-3}
 OUT=${OUT:-target/bench}
 LT_TIMEOUT=${LT_TIMEOUT:-300}
+# Ports: another run on this host (say a second checkout's) must use others.
+GW_PORT=${GW_PORT:-18100}
+ADMIN_PORT=${ADMIN_PORT:-18000}
 SRC=127.0.0.2-127.0.0.20
 mkdir -p "$OUT"
 . loadtest/pin.sh
@@ -28,19 +31,21 @@ LT=target/release/comet-loadtest
 GW_PID=
 start_gateway() {
   rm -f "$OUT/gateway.log"
-  "${ON_SERVER[@]}" "$GW" --listen 127.0.0.1:18100 --admin-listen 127.0.0.1:18000 --buffer 1000 \
+  "${ON_SERVER[@]}" "$GW" --listen 127.0.0.1:$GW_PORT --admin-listen 127.0.0.1:$ADMIN_PORT --buffer 1000 \
         --poll-timeout 60s "$@" >"$OUT/gateway.log" 2>&1 &
   GW_PID=$!
   for _ in $(seq 100); do
     grep -q listening "$OUT/gateway.log" && { pin_tree "$GW_PID"; return 0; }
+    # Exited (a busy port: another run's): never measure a server this script did not start.
+    kill -0 "$GW_PID" 2>/dev/null || break
     sleep 0.05
   done
-  echo "gateway did not start" >&2; exit 1
+  echo "gateway did not start (port in use? see $OUT/gateway.log)" >&2; GW_PID=; exit 1
 }
 stop_gateway() { if [ -n "$GW_PID" ]; then kill "$GW_PID" 2>/dev/null || true; wait "$GW_PID" 2>/dev/null || true; GW_PID=; fi; }
 trap stop_gateway EXIT
 
-lt() { timeout "$LT_TIMEOUT" "${ON_GEN[@]}" "$LT" --quiet --target 127.0.0.1:18100 --admin 127.0.0.1:18000 --source "$SRC" --server-pid "$GW_PID" "$@"; }
+lt() { timeout "$LT_TIMEOUT" "${ON_GEN[@]}" "$LT" --quiet --target 127.0.0.1:$GW_PORT --admin 127.0.0.1:$ADMIN_PORT --source "$SRC" --server-pid "$GW_PID" "$@"; }
 FLOOR_PIN=()
 if [ "$PIN" = 1 ]; then FLOOR_PIN=(--floor-writer-cpus "$SERVER_CPU"); fi
 
@@ -59,7 +64,7 @@ for r in $(seq "$RUNS"); do
     if [ $t = events-batch ]; then extra=(--batch "$BATCH"); tr=events; fi
     lt --transport "$tr" --subscribers "$N" --burst "$BURST" --rate 0 --drain 60s "${extra[@]}" \
       --stats-before "$OUT/fanout-$t-$r-stats0.json" --json "$OUT/fanout-$t-$r.json" >"$OUT/fanout-$t-$r.txt" || true
-    curl -s "http://127.0.0.1:18000/stats" >"$OUT/fanout-$t-$r-stats1.json" || true
+    curl -s "http://127.0.0.1:$ADMIN_PORT/stats" >"$OUT/fanout-$t-$r-stats1.json" || true
     stop_gateway
   done
   # The floor, same shape: one write of a 152-byte message (the size of a /stream delivery

@@ -38,6 +38,10 @@ LT_TIMEOUT=${LT_TIMEOUT:-${WS_TIMEOUT:-300}}
 # The floor's message size for ws: about one gateway text frame of this run (4-byte header
 # and the data event of a 64-byte payload). Nchan's frames carry the bare payload (66 bytes).
 WS_FRAME=${WS_FRAME:-146}
+# Ports: another run on this host (say a second checkout's) must use others.
+GW_PORT=${GW_PORT:-18100}
+ADMIN_PORT=${ADMIN_PORT:-18000}
+NCHAN_PORT=${NCHAN_PORT:-18300}
 SRC=127.0.0.2-127.0.0.20
 mkdir -p "$OUT"
 case " $SCENARIOS " in *" events "*) SCENARIOS="$SCENARIOS idle steady fanout poll" ;; esac
@@ -59,19 +63,24 @@ start_server() { # gateway|nchan
     gateway)
       # A fresh log, so the wait below cannot see the previous gateway's "listening".
       rm -f "$OUT/gateway.log"
-      "${ON_SERVER[@]}" target/release/comet-gateway --listen 127.0.0.1:18100 --admin-listen 127.0.0.1:18000 \
+      "${ON_SERVER[@]}" target/release/comet-gateway --listen 127.0.0.1:$GW_PORT --admin-listen 127.0.0.1:$ADMIN_PORT \
         --buffer 1000 --poll-timeout 60s >"$OUT/gateway.log" 2>&1 &
-      MASTER=$!; SERVER_PID=$MASTER; TARGET=127.0.0.1:18100; ADMIN=127.0.0.1:18000
-      for _ in $(seq 100); do grep -q listening "$OUT/gateway.log" && break; sleep 0.05; done ;;
+      MASTER=$!; SERVER_PID=$MASTER; TARGET=127.0.0.1:$GW_PORT; ADMIN=127.0.0.1:$ADMIN_PORT
+      for _ in $(seq 100); do grep -q listening "$OUT/gateway.log" && break; sleep 0.05; done
+      grep -q listening "$OUT/gateway.log" || SERVER_PID= ;;
     nchan)
       P=$(realpath "$OUT")/nginx; rm -rf "$P"; mkdir -p "$P"
-      sed "s#@PREFIX@#$P#g; s#@PORT@#18300#g" loadtest/nchan/nginx.conf.in >"$P/nginx.conf"
+      sed "s#@PREFIX@#$P#g; s#@PORT@#$NCHAN_PORT#g" loadtest/nchan/nginx.conf.in >"$P/nginx.conf"
       # The master and its worker, pinned like the gateway (the worker inherits it).
       "${ON_SERVER[@]}" nginx -c "$P/nginx.conf" -p "$P" >"$P/out.log" 2>&1 &
-      MASTER=$!; TARGET=127.0.0.1:18300; ADMIN=127.0.0.1:18300
-      for _ in $(seq 100); do SERVER_PID=$(pgrep -P "$MASTER" | head -1 || true); [ -n "$SERVER_PID" ] && break; sleep 0.05; done
+      MASTER=$!; TARGET=127.0.0.1:$NCHAN_PORT; ADMIN=127.0.0.1:$NCHAN_PORT
+      for _ in $(seq 100); do SERVER_PID=$(pgrep -P "$MASTER" | head -1 || true); [ -n "$SERVER_PID" ] && break; kill -0 "$MASTER" 2>/dev/null || break; sleep 0.05; done
       for _ in $(seq 100); do curl -s -o /dev/null -X POST -d x "http://$TARGET/pub/ping" && break; sleep 0.05; done ;;
   esac
+  # Never measure a server this script did not start (a busy port: another run's).
+  if [ -z "$SERVER_PID" ] || ! kill -0 "$MASTER" 2>/dev/null || ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "side-by-side.sh: $1 did not start (port in use? see $OUT)" >&2; exit 1
+  fi
   pin_tree "$MASTER"
   case " $SHOWN " in *" $1 "*) ;; *) echo "$1 affinity: $(affinity "$MASTER")"; SHOWN="$SHOWN $1" ;; esac
 }
