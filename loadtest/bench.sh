@@ -89,7 +89,7 @@ python3 - "$OUT" "$RUNS" "$BATCH" <<'PY'
 import sys
 sys.path.insert(0, "loadtest")
 import tables
-from tables import each, spread, per_write, has_write_counter
+from tables import each, spread, per_write, has_write_counter, gen_busy
 out, runs, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 tables.RUNS = runs
 R = range(1, runs + 1)
@@ -116,14 +116,15 @@ if fl:
 print()
 print("(received, lost, dup, out-of-order, missing: summed over the runs)")
 print()
-row("steady, 2,000 subscribers, %s" % head, "msgs/s", "deliveries/s", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us", "lost", "dup", "ooo", "missing", "round trips/s")
-row(*["---"] * 13)
+row("steady, 2,000 subscribers, %s" % head, "msgs/s", "deliveries/s", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us", "lost", "dup", "ooo", "missing", "round trips/s", "generator CPU % of wall")
+row(*["---"] * 14)
 for name in ["steady-stream", "steady-iframe", "steady-events", "steady-poll", "churn-stream", "churn-poll"]:
     rs = each(out, name, runs)
-    if not rs: row(name, "(failed)", *[""] * 11); continue
+    if not rs: row(name, "(failed)", *[""] * 12); continue
     lat = lambda q: spread([s["latency_us"][q] for s in rs])
     rate = spread([s["published"] / s["publish_secs"] for s in rs if s["publish_secs"]])
     rt = spread([s["answers"] / s["delivery_secs"] for s in rs if s["answers"] and s["delivery_secs"]]) if any(s["answers"] for s in rs) else ""
     row(name, rate, spread([s["deliveries_per_sec"] for s in rs]), lat("p50"), lat("p90"), lat("p99"), lat("p999"), lat("max"),
-        total(rs, "lost"), total(rs, "duplicates"), total(rs, "out_of_order"), total(rs, "missing"), rt)
+        total(rs, "lost"), total(rs, "duplicates"), total(rs, "out_of_order"), total(rs, "missing"), rt,
+        spread([gen_busy(s) for s in rs], "{:.0f} %"))
 PY

@@ -181,7 +181,7 @@ python3 - "$OUT" "$N" "$SCENARIOS" "$RUNS" "$BURST" "$BATCH" "$STEADY_N" "$STEAD
 import sys
 sys.path.insert(0, "loadtest")
 import tables
-from tables import load, each, spread, ratio, cleanliness, per_write, has_write_counter
+from tables import load, each, spread, ratio, cleanliness, per_write, has_write_counter, gen_busy
 out, n, scenarios, runs, burst, batch, steady_n, steady_rate = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
 tables.RUNS = runs
 R = range(1, runs + 1)
@@ -228,6 +228,8 @@ if "steady" in scenarios:
         gq, cq = [s["latency_us"][q] for s in g], [s["latency_us"][q] for s in c]
         row("steady %d msg/s × %s EventSource, latency %s µs" % (steady_rate, f"{steady_n:,}", q), spread(gq), "", spread(cq), ratio(gq, cq))
     row("steady: nothing lost", cleanliness(g), "", cleanliness(c), "")
+    # Near 100 %, the generator's core was saturated: latency then measures its backlog too.
+    row("steady: generator CPU, % of the run's wall time", spread([gen_busy(s) for s in g], "{:.0f} %"), "", spread([gen_busy(s) for s in c], "{:.0f} %"), "")
 
 if "ws" in scenarios:
     print()

@@ -76,6 +76,14 @@ def cleanliness(runs):
     return "NO: " + "; ".join(bad) if bad else "yes (%d of %d runs)" % (len(runs), len(runs))
 
 
+def gen_busy(s):
+    """The generator's CPU time over the run as a percentage of the run's wall time (ramp,
+    publishing, drain): near 100 %, its core was the bottleneck (None if not reported)."""
+    wall = s.get("ramp_secs", 0) + s.get("delivery_secs", 0)
+    cpu = s.get("generator_cpu_secs")
+    return 100 * cpu / wall if cpu is not None and wall > 0 else None
+
+
 def flat(obj, prefix=""):
     """A JSON object's numbers by dotted name."""
     out = {}

@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 use super::split::Share;
 use crate::config::Config;
 use crate::publisher::Published;
-use crate::report::{latency_histogram, rss_kib, Process, Summary};
+use crate::report::{latency_histogram, own_cpu_secs, rss_kib, Process, Summary};
 
 /// One worker's report.
 pub(super) struct Report {
@@ -48,6 +48,7 @@ pub(super) fn merge(
         s.lost += w.lost;
         s.resets += w.resets;
         s.missing += w.missing;
+        s.generator_cpu_secs += w.generator_cpu_secs;
         let (e, we) = (&mut s.errors, &w.errors);
         e.connect += we.connect;
         e.write += we.write;
@@ -79,6 +80,8 @@ pub(super) fn merge(
     if let Some(pid) = cfg.server_pid {
         s.server_rss_kib = rss_kib(pid);
     }
+    // The coordinator's own (the publisher) beside its workers'.
+    s.generator_cpu_secs += own_cpu_secs();
     Ok(s)
 }
 

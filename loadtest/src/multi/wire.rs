@@ -268,6 +268,7 @@ pub(crate) fn summary_from_json(json: &str) -> Result<Summary, String> {
         resets: u("resets")?,
         missing: u("missing")?,
         server_rss_kib: raw("server_rss_kib")?.parse().ok(),
+        generator_cpu_secs: x("generator_cpu_secs")?,
         ..Summary::default()
     };
     for (i, p) in ["p50", "p90", "p99", "p999", "max"].iter().enumerate() {
@@ -377,6 +378,7 @@ mod tests {
             missing: 18,
             latency_us: [19, 20, 21, 22, 23],
             server_rss_kib: Some(24),
+            generator_cpu_secs: 2.5,
             ..Summary::default()
         };
         let e = &mut s.errors;
