@@ -214,14 +214,14 @@ impl Framer {
             Transport::Poll | Transport::Ws => return,
         };
         if self.transport == Transport::Iframe && !self.prelude_done {
-            let Some(p) = self.body.windows(4).position(|w| w == b"-->\n") else {
+            let Some(p) = find(&self.body, b"-->\n") else {
                 return;
             };
             self.body.drain(..p + 4);
             self.prelude_done = true;
         }
         let mut start = 0;
-        while let Some(p) = self.body[start..].windows(sep.len()).position(|w| w == sep) {
+        while let Some(p) = find(&self.body[start..], sep) {
             let piece = &self.body[start..start + p];
             start += p + sep.len();
             let Ok(text) = std::str::from_utf8(piece) else {
@@ -249,9 +249,49 @@ impl Framer {
     }
 }
 
+/// Where `needle` (not empty) first occurs in `hay`: a plain scan for its first byte (which
+/// the compiler vectorises), the rest compared only where that byte is. The obvious
+/// `windows(n).position(|w| w == needle)` calls `memcmp` once per byte of the body, and was
+/// the generator's top cost at 200,000 EventSource deliveries a second.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(p) = hay[from..].iter().position(|&b| b == first) {
+        let at = from + p;
+        if hay[at + 1..].starts_with(rest) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_agrees_with_the_obvious_search_everywhere() {
+        let hay = b"data: a\n\nid: 1\n\n\n\ndata\n);</script>\n-->\n\nx\n";
+        for needle in [
+            &b"\n\n"[..],
+            b"\n",
+            b");</script>\n",
+            b"-->\n",
+            b"zz",
+            b"x\n",
+            b"d",
+        ] {
+            for start in 0..=hay.len() {
+                for end in start..=hay.len() {
+                    let h = &hay[start..end];
+                    let obvious = h.windows(needle.len()).position(|w| w == needle);
+                    assert_eq!(find(h, needle), obvious, "{:?} in {:?}", needle, h);
+                }
+            }
+        }
+        assert_eq!(find(b"abc", b""), None);
+    }
 
     fn chunk(s: &str) -> String {
         format!("{:x}\r\n{s}\r\n", s.len())
