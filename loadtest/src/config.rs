@@ -133,6 +133,15 @@ pub struct Config {
     #[arg(long, default_value_t = 0)]
     pub burst: u64,
 
+    /// Messages per publish request: above 1, the publisher posts up to this many at once
+    /// in one ndjson batch (`POST /pub`, `Content-Type: application/x-ndjson`), each with
+    /// its own stamp and number, and accounts each by the seq the answer gives it. The
+    /// burst goes in batches of this size; at a steady rate a request carries the messages
+    /// already due when it goes out (never one held back to fill it). Gateway only: Nchan
+    /// has no batch publish.
+    #[arg(long, default_value_t = 1)]
+    pub batch: u64,
+
     /// Longest wait for a publish's answer; past it the publish counts as failed. Under a
     /// fan-out to a million subscribers on a saturated box the gateway answers a publish
     /// only after its own worker has taken the message in, which can take longer than 10 s.
@@ -156,6 +165,13 @@ pub struct Config {
     #[arg(long, default_value_t = 0.0)]
     pub churn: f64,
 
+    /// Read the gateway's `GET /stats` on the admin listener just before the first
+    /// publish and write the answer to this file, so that a script can take the difference
+    /// to another reading after the run (what publishing and its deliveries cost, the ramp
+    /// left out). If it cannot be read (Nchan has no /stats), no file is written.
+    #[arg(long)]
+    pub stats_before: Option<std::path::PathBuf>,
+
     /// Write the summary as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -172,6 +188,12 @@ pub struct Config {
     /// writes --burst messages of --size bytes to --subscribers sockets, one write each.
     #[arg(long)]
     pub floor: bool,
+
+    /// Pin the floor's writer process to these CPUs (`taskset -c` syntax, e.g. `0`), the
+    /// way a script pins the server under test, so that the floor and the server get the
+    /// same core; pin this process (the reader) as the generator is.
+    #[arg(long)]
+    pub floor_writer_cpus: Option<String>,
 
     /// Internal: be the floor's writer, listening on this address.
     #[arg(long, hide = true)]
@@ -217,7 +239,15 @@ impl Config {
         if self.size < 24 {
             return Err("--size must be at least 24 (room for the time stamp)".into());
         }
+        if self.batch == 0 {
+            return Err("--batch must be at least 1".into());
+        }
         if self.target_kind == Kind::Nchan {
+            if self.batch > 1 {
+                return Err(
+                    "--batch above 1 needs the gateway: Nchan has no batch publish (it publishes one message per request; leave --batch at 1)".into(),
+                );
+            }
             if !matches!(
                 self.transport,
                 Transport::Poll | Transport::Events | Transport::Ws
@@ -263,5 +293,24 @@ mod tests {
         assert!(c.check().unwrap_err().contains("--processes"));
         c.processes = 1000;
         assert!(c.check().is_ok());
+    }
+
+    #[test]
+    fn batches_are_for_the_gateway_only() {
+        let c = Config::parse_from(["x"]);
+        assert_eq!(c.batch, 1, "one message per request unless asked");
+        let c = Config::parse_from(["x", "--batch", "100"]);
+        assert!(c.check().is_ok());
+        let c = Config::parse_from(["x", "--batch", "0"]);
+        assert!(c.check().unwrap_err().contains("--batch"));
+        let nchan = ["x", "--target-kind", "nchan", "--transport", "events"];
+        assert!(Config::parse_from(nchan).check().is_ok());
+        assert!(Config::parse_from(nchan.iter().chain(&["--batch", "1"]))
+            .check()
+            .is_ok());
+        let e = Config::parse_from(nchan.iter().chain(&["--batch", "2"]))
+            .check()
+            .unwrap_err();
+        assert!(e.contains("Nchan has no batch publish"), "{e}");
     }
 }

@@ -84,19 +84,28 @@ pub fn serve(listener: TcpListener, n: usize, m: usize, size: usize) -> io::Resu
     Ok(())
 }
 
-/// The reader side: starts the writer, connects `n` sockets, reads `m × size` bytes from
-/// each and times it.
+/// The reader side: starts the writer (through `taskset -c writer_cpus` if given),
+/// connects `n` sockets, reads `m × size` bytes from each and times it.
 pub fn measure(
     n: usize,
     m: usize,
     size: usize,
     sources: &[std::net::IpAddr],
+    writer_cpus: Option<&str>,
 ) -> io::Result<FloorResult> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr: SocketAddr = listener.local_addr()?;
     drop(listener);
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
+    let mut cmd = match writer_cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus]).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let mut child = cmd
         .args(["--floor-serve", &addr.to_string()])
         .args(["--subscribers", &n.to_string()])
         .args(["--burst", &m.to_string(), "--size", &size.to_string()])

@@ -10,6 +10,8 @@
 //!   pongs) that the framer uses for `--transport ws`.
 //! - [`scan`]: the fields of one event that the account needs.
 //! - `publisher`: the thread that posts numbered messages stamped with their due time.
+//! - `batch`: the ndjson body of a batch publish (`--batch`) and its answer, read back
+//!   into one seq per message.
 //! - [`run`](mod@run): the run's state machine, one mio loop over a flat subscriber table; in it
 //!   `subscriber` (sockets, requests, open and ready counts), `serve` (one socket event),
 //!   `account` (per-channel accounts, latency, what is still due), `publishing` (the
@@ -23,6 +25,7 @@
 //!   a worker runs [`run::work`].
 #![deny(missing_docs)]
 
+mod batch;
 mod clock;
 pub mod config;
 pub mod flood;

@@ -20,7 +20,13 @@ fn main() {
     if cfg.floor {
         let messages = cfg.burst.max(1) as usize;
         let sources = cfg.source.clone().map(|s| s.0).unwrap_or_default();
-        match floor::measure(cfg.subscribers, messages, cfg.size, &sources) {
+        match floor::measure(
+            cfg.subscribers,
+            messages,
+            cfg.size,
+            &sources,
+            cfg.floor_writer_cpus.as_deref(),
+        ) {
             Ok(r) => {
                 println!(
                     "floor: {} connections x {} messages of {} bytes in {:.3}s = {:.0} deliveries/s",

@@ -96,6 +96,8 @@ pub struct Summary {
     pub published: u64,
     /// Publishes that failed.
     pub publish_errors: u64,
+    /// Publish requests sent (one per message unless `--batch`).
+    pub publish_requests: u64,
     /// Seconds spent publishing.
     pub publish_secs: f64,
     /// From the start of publishing to the end of the last deliveries (bounded by drain).
@@ -122,11 +124,28 @@ pub struct Summary {
     pub errors: Errors,
     /// The server's resident memory at the end, KiB.
     pub server_rss_kib: Option<u64>,
+    /// CPU time (user + system) the generator used over the run, seconds (summed over its
+    /// processes with `--processes`): near the run's wall time, the generator's core was
+    /// busy all along and the run measured the generator as much as the server.
+    pub generator_cpu_secs: f64,
     /// With `--processes` above 1, each process's share, in order (empty with one process:
     /// then the text and the JSON are exactly those of a one-process run).
     pub processes: Vec<Process>,
     /// With `--processes` above 1, the deliveries the merged latency histogram holds.
     pub latency_count: Option<u64>,
+}
+
+/// CPU time (user + system) this process has used so far, seconds (0 if unknown).
+pub fn own_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // After the command name (in parentheses, which may hold spaces): state is field 3,
+    // utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
 /// VmRSS of a process, KiB.
@@ -197,8 +216,8 @@ impl Summary {
         );
         let _ = writeln!(
             t,
-            "published {} in {:.2}s ({} errors)",
-            self.published, self.publish_secs, self.publish_errors
+            "published {} in {:.2}s, {} requests ({} errors)",
+            self.published, self.publish_secs, self.publish_requests, self.publish_errors
         );
         let _ = writeln!(t, "expected {}  received {}  duplicates {}  out-of-order {} (skipped {})  lost {}  resets {}  missing {}", self.expected, self.received, self.duplicates, self.out_of_order, self.skipped, self.lost, self.resets, self.missing);
         let _ = writeln!(t, "deliveries/s {:.0}", self.deliveries_per_sec());
@@ -223,6 +242,7 @@ impl Summary {
         if let Some(r) = self.server_rss_kib {
             let _ = writeln!(t, "server RSS {r} KiB");
         }
+        let _ = writeln!(t, "generator CPU {:.2}s", self.generator_cpu_secs);
         for (k, p) in self.processes.iter().enumerate() {
             let _ = writeln!(
                 t,
@@ -263,20 +283,21 @@ impl Summary {
         format!(
             concat!(
                 "{{\"transport\":\"{}\",\"subscribers\":{},\"channels\":{},\"channels_per_subscriber\":{},",
-                "\"ramp_secs\":{:.3},\"connects\":{},\"answers\":{},\"published\":{},\"publish_errors\":{},\"publish_secs\":{:.3},",
+                "\"ramp_secs\":{:.3},\"connects\":{},\"answers\":{},\"published\":{},\"publish_errors\":{},\"publish_requests\":{},\"publish_secs\":{:.3},",
                 "\"delivery_secs\":{:.3},\"expected\":{},\"received\":{},\"duplicates\":{},\"out_of_order\":{},",
                 "\"skipped\":{},\"lost\":{},\"resets\":{},\"missing\":{},\"deliveries_per_sec\":{:.1},",
                 "\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},",
                 "\"errors\":{{\"connect\":{},\"write\":{},\"read\":{},\"closed_by_server\":{},\"http\":{},\"protocol\":{},\"server_error_events\":{},\"churned\":{}}},",
-                "\"server_rss_kib\":{},\"clean\":{}{}}}"
+                "\"server_rss_kib\":{},\"generator_cpu_secs\":{:.2},\"clean\":{}{}}}"
             ),
             self.transport, self.subscribers, self.channels, self.channels_per_subscriber,
-            self.ramp_secs, self.connects, self.answers, self.published, self.publish_errors, self.publish_secs,
+            self.ramp_secs, self.connects, self.answers, self.published, self.publish_errors, self.publish_requests, self.publish_secs,
             self.delivery_secs, self.expected, self.received, self.duplicates, self.out_of_order,
             self.skipped, self.lost, self.resets, self.missing, self.deliveries_per_sec(),
             l[0], l[1], l[2], l[3], l[4],
             e.connect, e.write, e.read, e.closed_by_server, e.http, e.protocol, e.server_error_events, e.churned,
             self.server_rss_kib.map_or("null".to_string(), |r| r.to_string()),
+            self.generator_cpu_secs,
             self.clean(),
             self.processes_json()
         )

@@ -106,3 +106,23 @@ fn overflowing_the_buffer_is_reported_as_lost_not_missing() {
     );
     assert_eq!(s.received + s.lost, s.expected, "{}", s.text());
 }
+
+#[test]
+fn batched_publishes_are_accounted_like_single_ones() {
+    // A burst in batches of 7 (the last one short) and a steady rate fast enough that
+    // several messages are sometimes due at once: each message still has its own seq.
+    let g = Gateway::start(|_| {});
+    for t in [Transport::Events, Transport::Poll] {
+        let s = g.load(
+            t,
+            &["--burst=50", "--batch=7", "--rate=400", "--duration=1s"],
+        );
+        assert_clean(&s, &format!("{t:?} with --batch 7"));
+        assert!(s.published >= 50 + 40, "{t:?}: {}", s.text());
+        assert!(
+            s.publish_requests <= s.published - 50 + 8,
+            "{t:?}: the burst took 8 requests at most: {}",
+            s.text()
+        );
+    }
+}

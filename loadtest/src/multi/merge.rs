@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 use super::split::Share;
 use crate::config::Config;
 use crate::publisher::Published;
-use crate::report::{latency_histogram, rss_kib, Process, Summary};
+use crate::report::{latency_histogram, own_cpu_secs, rss_kib, Process, Summary};
 
 /// One worker's report.
 pub(super) struct Report {
@@ -31,6 +31,7 @@ pub(super) fn merge(
     let mut s = Summary::new(cfg);
     s.published = published.count;
     s.publish_errors = published.errors;
+    s.publish_requests = published.requests;
     s.publish_secs = published.elapsed.as_secs_f64();
     let mut latency = latency_histogram()?;
     for (k, (share, r)) in shares.iter().zip(reports).enumerate() {
@@ -47,6 +48,7 @@ pub(super) fn merge(
         s.lost += w.lost;
         s.resets += w.resets;
         s.missing += w.missing;
+        s.generator_cpu_secs += w.generator_cpu_secs;
         let (e, we) = (&mut s.errors, &w.errors);
         e.connect += we.connect;
         e.write += we.write;
@@ -78,6 +80,8 @@ pub(super) fn merge(
     if let Some(pid) = cfg.server_pid {
         s.server_rss_kib = rss_kib(pid);
     }
+    // The coordinator's own (the publisher) beside its workers'.
+    s.generator_cpu_secs += own_cpu_secs();
     Ok(s)
 }
 
@@ -117,10 +121,12 @@ mod tests {
             last: vec![Some(4)],
             count: 3,
             errors: 0,
+            requests: 2,
             elapsed: Duration::from_millis(1500),
         };
         let s = merge(&cfg, &shares, &reports, &published).unwrap();
         assert_eq!((s.subscribers, s.published, s.publish_secs), (5, 3, 1.5));
+        assert_eq!(s.publish_requests, 2);
         assert_eq!((s.expected, s.received, s.missing), (7, 5, 2));
         assert_eq!((s.ramp_secs, s.delivery_secs), (3.0, 2.0));
         assert_eq!(s.errors.read, 2);

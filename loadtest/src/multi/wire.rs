@@ -256,6 +256,7 @@ pub(crate) fn summary_from_json(json: &str) -> Result<Summary, String> {
         answers: u("answers")?,
         published: u("published")?,
         publish_errors: u("publish_errors")?,
+        publish_requests: u("publish_requests")?,
         publish_secs: x("publish_secs")?,
         delivery_secs: x("delivery_secs")?,
         expected: u("expected")?,
@@ -267,6 +268,7 @@ pub(crate) fn summary_from_json(json: &str) -> Result<Summary, String> {
         resets: u("resets")?,
         missing: u("missing")?,
         server_rss_kib: raw("server_rss_kib")?.parse().ok(),
+        generator_cpu_secs: x("generator_cpu_secs")?,
         ..Summary::default()
     };
     for (i, p) in ["p50", "p90", "p99", "p999", "max"].iter().enumerate() {
@@ -363,6 +365,7 @@ mod tests {
             answers: 6,
             published: 7,
             publish_errors: 8,
+            publish_requests: 4,
             publish_secs: 9.5,
             delivery_secs: 10.25,
             expected: 11,
@@ -375,6 +378,7 @@ mod tests {
             missing: 18,
             latency_us: [19, 20, 21, 22, 23],
             server_rss_kib: Some(24),
+            generator_cpu_secs: 2.5,
             ..Summary::default()
         };
         let e = &mut s.errors;

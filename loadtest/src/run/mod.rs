@@ -35,7 +35,7 @@ use crate::config::Config;
 use crate::multi::wire::FromWorker;
 use crate::multi::worker::Link;
 use crate::publisher::Admin;
-use crate::report::{rss_kib, Errors, Summary};
+use crate::report::{own_cpu_secs, rss_kib, Errors, Summary};
 
 use account::Ledger;
 use publishing::Publishing;
@@ -272,6 +272,7 @@ impl<'a> Run<'a> {
         s.answers = self.answers;
         s.published = published.count;
         s.publish_errors = published.errors;
+        s.publish_requests = published.requests;
         s.publish_secs = published.elapsed.as_secs_f64();
         account::tally(&mut s, self.subs.accounts(), &published.last, &self.first);
         s.delivery_secs = ended.map_or(0.0, |d| (d.elapsed() + published.elapsed).as_secs_f64());
@@ -280,6 +281,7 @@ impl<'a> Run<'a> {
         if let Some(pid) = self.cfg.server_pid {
             s.server_rss_kib = rss_kib(pid);
         }
+        s.generator_cpu_secs = own_cpu_secs();
         self.subs.close_all();
         if let Some(link) = &self.link {
             link.report(&s, &self.ledger.latency)?;

@@ -50,6 +50,7 @@ fn remote(last: Vec<Option<u64>>, since: Instant) -> Published {
         last,
         count: 0,
         errors: 0,
+        requests: 0,
         elapsed: since.elapsed(),
     }
 }
@@ -174,6 +175,7 @@ impl Publishing {
                     last: vec![None; channels],
                     count: 0,
                     errors: 0,
+                    requests: 0,
                     elapsed: Duration::ZERO,
                 },
                 None,
