@@ -185,7 +185,7 @@ impl Framer {
             self.split_stream(out);
             return Status::Open;
         }
-        while let Some(p) = self.buf.windows(2).position(|w| w == b"\r\n") {
+        while let Some(p) = find(&self.buf, b"\r\n") {
             let Some(len) = std::str::from_utf8(&self.buf[..p])
                 .ok()
                 .and_then(|t| usize::from_str_radix(t.trim(), 16).ok())
