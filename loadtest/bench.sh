@@ -75,7 +75,7 @@ for r in $(seq "$RUNS"); do
   # 2. Steady rate: 2,000 subscribers per transport, 10 s.
   start_gateway
   for t in stream iframe events; do
-    lt --transport "$t" --subscribers 2000 --rate 100 --duration 10s --json "$OUT/steady-$t-$r.json" >"$OUT/steady-$t-$r.txt" || true
+    lt --transport "$t" --subscribers 2000 --rate 100 --duration 10s --in-flight 64 --json "$OUT/steady-$t-$r.json" >"$OUT/steady-$t-$r.txt" || true
   done
   lt --transport poll --subscribers 2000 --rate 20 --duration 10s --json "$OUT/steady-poll-$r.json" >"$OUT/steady-poll-$r.txt" || true
   # 3. Churn: 10 % of subscribers drop and resume every second.

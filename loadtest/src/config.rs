@@ -142,6 +142,15 @@ pub struct Config {
     #[arg(long, default_value_t = 1)]
     pub batch: u64,
 
+    /// Publish requests in flight at once on the publishing connection (pipelined, their
+    /// answers read in order). 1 (the default): each request waits for its answer. Above
+    /// 1, the steady rate is open-loop: a request goes out when its first message is due
+    /// even while earlier answers are outstanding, so a server slow to answer does not
+    /// slow the rate down (the other half of coordinated omission: the stamps are the due
+    /// times either way); a burst goes out with up to this many requests unanswered.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub in_flight: u64,
+
     /// Longest wait for a publish's answer; past it the publish counts as failed. Under a
     /// fan-out to a million subscribers on a saturated box the gateway answers a publish
     /// only after its own worker has taken the message in, which can take longer than 10 s.

@@ -48,12 +48,22 @@ impl Admin {
     /// Sends one request (`head` is its request line and any headers but `Host`,
     /// `Authorization` and `Content-Length`) and returns the body of its 2xx answer.
     fn exchange(&mut self, head: &str, body: &str) -> io::Result<String> {
+        self.send(head, body)?;
+        self.answer()
+    }
+
+    /// Sends one request without waiting for its answer.
+    fn send(&mut self, head: &str, body: &str) -> io::Result<()> {
         write!(
             self.sock,
             "{head}Host: lt\r\n{}Content-Length: {}\r\n\r\n{body}",
             self.auth,
             body.len()
-        )?;
+        )
+    }
+
+    /// The body of the next answer (2xx), waiting at most the connection's timeout.
+    fn answer(&mut self) -> io::Result<String> {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 16];
             let mut resp = httparse::Response::new(&mut headers);
@@ -91,11 +101,22 @@ impl Admin {
     /// Publishes message number `n` of a channel; returns its seq (the gateway's, or `n`
     /// for Nchan, whose deliveries are counted by the stamped number).
     pub(crate) fn publish(&mut self, channel: &str, body: &str, n: u64) -> io::Result<u64> {
+        self.send_publish(channel, body)?;
+        let answer = self.answer()?;
+        self.seq_of(&answer, n)
+    }
+
+    /// Sends the publish of a message, not waiting for its answer.
+    fn send_publish(&mut self, channel: &str, body: &str) -> io::Result<()> {
         let head = match self.kind {
             Kind::Gateway => format!("POST /pub?channel={channel} HTTP/1.1\r\n"),
             Kind::Nchan => format!("POST /pub/{channel} HTTP/1.1\r\n"),
         };
-        let answer = self.exchange(&head, body)?;
+        self.send(&head, body)
+    }
+
+    /// The seq an answer to a single publish gives message number `n`.
+    fn seq_of(&self, answer: &str, n: u64) -> io::Result<u64> {
         if self.kind == Kind::Nchan {
             return Ok(n);
         }
@@ -121,9 +142,15 @@ impl Admin {
             Kind::Gateway,
             "batch publishing is the gateway's"
         );
-        let head = "POST /pub HTTP/1.1\r\nContent-Type: application/x-ndjson\r\n";
-        let answer = self.exchange(head, &batch::body(lines))?;
+        self.send_batch(lines)?;
+        let answer = self.answer()?;
         batch::seqs(&answer, lines).map_err(|e| io::Error::other(format!("publish batch: {e}")))
+    }
+
+    /// Sends a batch publish, not waiting for its answer.
+    fn send_batch(&mut self, lines: &[(&str, &str)]) -> io::Result<()> {
+        let head = "POST /pub HTTP/1.1\r\nContent-Type: application/x-ndjson\r\n";
+        self.send(head, &batch::body(lines))
     }
 }
 
@@ -175,6 +202,9 @@ struct Sender<'a> {
     /// Per channel, messages numbered so far.
     counts: Vec<u64>,
     out: Published,
+    /// Requests sent whose answers are still to be read, oldest first: each one's
+    /// messages (channel, number), and whether it was a batch.
+    pending: std::collections::VecDeque<(Vec<(usize, u64)>, bool)>,
 }
 
 impl Sender<'_> {
@@ -182,6 +212,9 @@ impl Sender<'_> {
     /// `--batch 1`, else one ndjson batch request for all of them (the caller gives at most
     /// `--batch` stamps). A failed request counts every message in it as failed.
     fn send(&mut self, stamps: &[u64]) {
+        if self.cfg.in_flight > 1 {
+            return self.send_pipelined(stamps);
+        }
         let mut msgs = Vec::with_capacity(stamps.len());
         for &stamp in stamps {
             let ch = self.i % self.names.len();
@@ -212,6 +245,97 @@ impl Sender<'_> {
                 }
             }
             Err(_) => self.out.errors += msgs.len() as u64,
+        }
+    }
+
+    /// `send` with `--in-flight` above 1: the request goes out at once, its answer is read
+    /// later (`read_answers`), first waiting for the oldest while `--in-flight` are out.
+    fn send_pipelined(&mut self, stamps: &[u64]) {
+        while self.pending.len() as u64 >= self.cfg.in_flight {
+            if !self.read_answer() {
+                break;
+            }
+        }
+        let mut msgs = Vec::with_capacity(stamps.len());
+        let mut bodies = Vec::with_capacity(stamps.len());
+        for &stamp in stamps {
+            let ch = self.i % self.names.len();
+            self.i += 1;
+            self.counts[ch] += 1;
+            let n = self.counts[ch];
+            msgs.push((ch, n));
+            bodies.push(payload(self.cfg.size, stamp, n));
+        }
+        let batch = self.cfg.batch > 1;
+        let sent = if batch {
+            let lines: Vec<(&str, &str)> = msgs
+                .iter()
+                .zip(&bodies)
+                .map(|(&(ch, _), b)| (self.names[ch].as_str(), b.as_str()))
+                .collect();
+            self.out.requests += 1;
+            self.admin.send_batch(&lines).map(|()| vec![(msgs, true)])
+        } else {
+            let mut reqs = Vec::new();
+            let mut r = Ok(());
+            for (&(ch, n), b) in msgs.iter().zip(&bodies) {
+                self.out.requests += 1;
+                r = self.admin.send_publish(&self.names[ch], b);
+                if r.is_err() {
+                    break;
+                }
+                reqs.push((vec![(ch, n)], false));
+            }
+            r.map(|()| reqs)
+        };
+        match sent {
+            Ok(reqs) => self.pending.extend(reqs),
+            Err(_) => self.out.errors += stamps.len() as u64,
+        }
+    }
+
+    /// Reads the answer to the oldest request in flight and accounts its messages; false
+    /// if none could be read (the connection failed or timed out: everything still in
+    /// flight counts as failed).
+    fn read_answer(&mut self) -> bool {
+        let Some((msgs, batch)) = self.pending.pop_front() else {
+            return false;
+        };
+        let answer = self.admin.answer();
+        let seqs: Option<Vec<Option<u64>>> = match (&answer, batch) {
+            (Ok(a), true) => {
+                let lines: Vec<(&str, &str)> = msgs
+                    .iter()
+                    .map(|&(ch, _)| (self.names[ch].as_str(), ""))
+                    .collect();
+                batch::seqs(a, &lines).ok()
+            }
+            (Ok(a), false) => self.admin.seq_of(a, msgs[0].1).ok().map(|s| vec![Some(s)]),
+            (Err(_), _) => None,
+        };
+        match seqs {
+            Some(seqs) => {
+                for (&(ch, _), seq) in msgs.iter().zip(seqs) {
+                    self.published(ch, seq);
+                }
+                true
+            }
+            None => {
+                self.out.errors += msgs.len() as u64;
+                if answer.is_err() {
+                    let left: usize = self.pending.drain(..).map(|(m, _)| m.len()).sum();
+                    self.out.errors += left as u64;
+                    return false;
+                }
+                true
+            }
+        }
+    }
+
+    /// Reads every answer still in flight (at the end of the run).
+    fn read_answers(&mut self) {
+        while !self.pending.is_empty() {
+            self.read_answer();
         }
     }
 
@@ -272,6 +396,7 @@ pub(crate) fn publisher(cfg: Config, names: Vec<String>, stop: Arc<AtomicBool>) 
         i: 0,
         counts: vec![0; names.len()],
         out,
+        pending: std::collections::VecDeque::new(),
     };
     let mut left = cfg.burst;
     while left > 0 {
@@ -293,6 +418,7 @@ pub(crate) fn publisher(cfg: Config, names: Vec<String>, stop: Arc<AtomicBool>) 
             }
         }
     }
+    s.read_answers();
     let mut out = s.out;
     out.elapsed = started.elapsed();
     out

@@ -126,3 +126,17 @@ fn batched_publishes_are_accounted_like_single_ones() {
         );
     }
 }
+
+#[test]
+fn pipelined_publishes_are_accounted_like_waited_ones() {
+    // Up to 8 requests in flight, single and batched: every answer is read in order and
+    // each message keeps its own seq.
+    let g = Gateway::start(|_| {});
+    for extra in [&["--in-flight=8"][..], &["--in-flight=8", "--batch=5"][..]] {
+        let mut args = vec!["--burst=60", "--rate=300", "--duration=1s"];
+        args.extend_from_slice(extra);
+        let s = g.load(Transport::Events, &args);
+        assert_clean(&s, &format!("{extra:?}"));
+        assert!(s.published >= 60 + 30, "{extra:?}: {}", s.text());
+    }
+}
