@@ -10,7 +10,7 @@
 #   SCENARIOS="fanout poll" BATCH=50 loadtest/side-by-side.sh
 #   SCENARIOS=ws RUNS=2 N=19000 loadtest/side-by-side.sh
 #
-# SCENARIOS picks what runs (any of these, space separated; `events` is the first four):
+# SCENARIOS picks what runs (any of these, space separated; `events` is the first five):
 #   idle    idle memory per EventSource subscriber, N subscribers
 #   steady  STEADY_RATE msg/s (100) to STEADY_N (2,000) EventSource subscribers for
 #           STEADY_SECS (10), published open-loop (IN_FLIGHT, 64, requests pipelined):
@@ -19,6 +19,8 @@
 #           nothing lost, and the floor (one write per socket per message) in the same
 #           repetition; the gateway both one message per publish and with --batch BATCH
 #   poll    the same burst to N long-poll subscribers, gateway (both ways) vs Nchan
+#   pipelined  the EventSource burst as BURST single publishes all sent at once
+#           (--in-flight BURST), gateway vs Nchan: coalescing without a batch API
 #   ws      WebSocket: idle memory and burst fan-out against Nchan's websocket subscriber,
 #           its own floor, and the gateway's idle EventSource memory as a reference
 # After each gateway fan-out run the gateway's deliveries per write syscall are read from
@@ -48,7 +50,7 @@ ADMIN_PORT=${ADMIN_PORT:-18000}
 NCHAN_PORT=${NCHAN_PORT:-18300}
 SRC=127.0.0.2-127.0.0.20
 mkdir -p "$OUT"
-case " $SCENARIOS " in *" events "*) SCENARIOS="$SCENARIOS idle steady fanout poll" ;; esac
+case " $SCENARIOS " in *" events "*) SCENARIOS="$SCENARIOS idle steady fanout poll pipelined" ;; esac
 want() { case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 . loadtest/pin.sh
 
@@ -147,6 +149,12 @@ for r in $(seq "$RUNS"); do
       fanout nchan $t nchan "$r"
     fi
   done
+  # The same burst, one message per request but every request sent at once (pipelined,
+  # answers read in order): the publisher a backend without batching would be.
+  if want pipelined; then
+    fanout gateway events gateway-pipe "$r" --in-flight "$BURST"
+    fanout nchan events nchan-pipe "$r" --in-flight "$BURST"
+  fi
   want fanout && floor "floor-$r" 152
   if want steady; then
     for KIND in gateway nchan; do
@@ -199,7 +207,7 @@ def row(*cells): print("| " + " | ".join(cells) + " |")
 
 gb = "Comet Gateway --batch %d" % batch
 head = "median (min–max) of %d runs" % runs if runs > 1 else "one run"
-if any(s in scenarios for s in ["idle", "fanout", "poll", "steady"]):
+if any(s in scenarios for s in ["idle", "fanout", "poll", "steady", "pipelined"]):
     print()
     row("%s subscribers, %s" % (f"{n:,}", head), "Comet Gateway", gb, "nginx + Nchan", "gateway / Nchan")
     row("---", "---", "---", "---", "---")
@@ -226,6 +234,13 @@ for t, what, on in [("events", "EventSource", "fanout"), ("poll", "long-poll", "
         share = lambda k: [100 * s["deliveries_per_sec"] / f["deliveries_per_sec"] for s, f in ((load(out, "%s-fanout-events-%d" % (k, r)), fl[r - 1]) for r in R) if s and f]
         row("floor (one write of 152 B per socket per message, same runs), deliveries/s", spread([f["deliveries_per_sec"] for f in fl if f]), "", "", "")
         row("fan-out EventSource, share of the floor", spread(share("gateway"), "{:.0f} %"), spread(share("gateway-batch"), "{:.0f} %"), spread(share("nchan"), "{:.0f} %"), "")
+if "pipelined" in scenarios:
+    g, c = each(out, "gateway-pipe-fanout-events", runs), each(out, "nchan-pipe-fanout-events", runs)
+    row("fan-out EventSource, burst of %d single publishes pipelined (--in-flight %d), deliveries/s" % (burst, burst), spread(dps(g)), "", spread(dps(c)), ratio(dps(g), dps(c)))
+    row("fan-out EventSource pipelined: nothing lost", cleanliness(g), "", cleanliness(c), "")
+    names = ["gateway-pipe-fanout-events-%d" % r for r in R]
+    if has_write_counter(out, names):
+        row("fan-out EventSource pipelined: deliveries per write syscall (gateway /stats)", spread([per_write(out, x) for x in names], "{:.1f}"), "", "", "")
 if "steady" in scenarios:
     g, c = each(out, "gateway-steady", runs), each(out, "nchan-steady", runs)
     for i, q in enumerate(["p50", "p99"]):

@@ -169,6 +169,16 @@ pub struct Conn {
     pub dirty: bool,
 }
 
+/// One `writev` of the front of `wq` (at most `N` buffers).
+fn writev_front<const N: usize>(sock: &mut TcpStream, wq: &VecDeque<Bytes>) -> io::Result<usize> {
+    let mut iov = [IoSlice::new(&[]); N];
+    let n = wq.len().min(N);
+    for (slot, b) in iov.iter_mut().zip(wq.iter()) {
+        *slot = IoSlice::new(b);
+    }
+    sock.write_vectored(&iov[..n])
+}
+
 /// What a read pass found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReadOutcome {
@@ -336,13 +346,15 @@ impl Conn {
         };
         let fresh = buf.out_since == NOT_FLUSHED;
         while !buf.wq.is_empty() {
-            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
-            let n_iov = buf.wq.len().min(MAX_IOVECS);
-            for (slot, b) in iov.iter_mut().zip(buf.wq.iter()) {
-                *slot = IoSlice::new(b);
-            }
             calls += 1;
-            match self.sock.write_vectored(&iov[..n_iov]) {
+            // The usual queue (a frame or a few) takes a small iovec array: filling the
+            // large one would cost more than the frames.
+            let wrote = if buf.wq.len() <= 8 {
+                writev_front::<8>(&mut self.sock, &buf.wq)
+            } else {
+                writev_front::<MAX_IOVECS>(&mut self.sock, &buf.wq)
+            };
+            match wrote {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(mut n) => {
                     written += n;
