@@ -215,14 +215,7 @@ impl Sender<'_> {
         if self.cfg.in_flight > 1 {
             return self.send_pipelined(stamps);
         }
-        let mut msgs = Vec::with_capacity(stamps.len());
-        for &stamp in stamps {
-            let ch = self.i % self.names.len();
-            self.i += 1;
-            self.counts[ch] += 1;
-            let n = self.counts[ch];
-            msgs.push((ch, n, payload(self.cfg.size, stamp, n)));
-        }
+        let msgs = self.number(stamps);
         if self.cfg.batch <= 1 {
             for (ch, n, body) in &msgs {
                 self.out.requests += 1;
@@ -248,6 +241,21 @@ impl Sender<'_> {
         }
     }
 
+    /// The next messages, one per stamp, round robin over the channels: each one's
+    /// channel, its number on that channel, and its payload.
+    fn number(&mut self, stamps: &[u64]) -> Vec<(usize, u64, String)> {
+        stamps
+            .iter()
+            .map(|&stamp| {
+                let ch = self.i % self.names.len();
+                self.i += 1;
+                self.counts[ch] += 1;
+                let n = self.counts[ch];
+                (ch, n, payload(self.cfg.size, stamp, n))
+            })
+            .collect()
+    }
+
     /// `send` with `--in-flight` above 1: the request goes out at once, its answer is read
     /// later (`read_answers`), first waiting for the oldest while `--in-flight` are out.
     fn send_pipelined(&mut self, stamps: &[u64]) {
@@ -256,16 +264,11 @@ impl Sender<'_> {
                 break;
             }
         }
-        let mut msgs = Vec::with_capacity(stamps.len());
-        let mut bodies = Vec::with_capacity(stamps.len());
-        for &stamp in stamps {
-            let ch = self.i % self.names.len();
-            self.i += 1;
-            self.counts[ch] += 1;
-            let n = self.counts[ch];
-            msgs.push((ch, n));
-            bodies.push(payload(self.cfg.size, stamp, n));
-        }
+        let (msgs, bodies): (Vec<(usize, u64)>, Vec<String>) = self
+            .number(stamps)
+            .into_iter()
+            .map(|(ch, n, body)| ((ch, n), body))
+            .unzip();
         let batch = self.cfg.batch > 1;
         let sent = if batch {
             let lines: Vec<(&str, &str)> = msgs
