@@ -67,8 +67,8 @@ fn verify_catches_what_it_should() {
 /// The value of `key=` in the unit (the last one, as systemd takes it).
 fn setting(key: &str) -> Option<&'static str> {
     UNIT.lines()
-        .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
 }
 
 fn seconds(text: &str) -> u64 {
