@@ -18,6 +18,21 @@ if [ ! -x /usr/bin/redis-server ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
   (systemctl disable --now redis-server || service redis-server stop) >/dev/null 2>&1 || true
 fi
+# nginx, openssl and curl for tests/deploy_nginx.rs (deploy/nginx.conf, run by the test on
+# loopback with a certificate it makes), systemd's systemd-analyze for
+# tests/deploy_systemd.rs. The nginx service Debian starts on install is stopped and
+# disabled: the test runs its own nginx on free ports.
+missing=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v curl >/dev/null || missing+=(curl)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "tests/setup.sh: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  (systemctl disable --now nginx || service nginx stop) >/dev/null 2>&1 || true
+fi
 if [ ! -d browser/node_modules/playwright-core ]; then
   echo "tests/setup.sh: installing playwright-core"
   (cd browser && npm ci --no-audit --no-fund --silent)
