@@ -110,9 +110,30 @@ fn every_error_status() {
     let r = request(s.public, "NONSENSE\r\n\r\n");
     assert_eq!(r.status, 400);
     // 404: unknown paths, publishing on the public listener, unknown channel.
-    assert_eq!(get(s.public, "/nope").status, 404);
+    let r = get(s.public, "/nope");
+    assert_eq!((r.status, error_of(&r).as_str()), (404, "not found"));
     assert_eq!(get(s.public, "/pub").status, 404);
     assert_eq!(get(s.admin, "/poll").status, 404);
+    // A publish sent to the public port is told where publishing is.
+    let r = request(
+        s.public,
+        "POST /pub?channel=news HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    assert_eq!(
+        (r.status, error_of(&r).as_str()),
+        (
+            404,
+            "not found: publishing is on the admin listener (--admin-listen)"
+        )
+    );
+    let r = get(s.admin, "/poll?channel=news");
+    assert_eq!(
+        (r.status, error_of(&r).as_str()),
+        (
+            404,
+            "not found: this path is on the public listener (--listen)"
+        )
+    );
     let r = get(s.admin, "/channels/never");
     assert_eq!((r.status, error_of(&r).as_str()), (404, "no such channel"));
     // 405 with Allow.

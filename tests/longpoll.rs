@@ -326,3 +326,19 @@ fn socket_with_linger_zero(sock: std::net::TcpStream) -> std::net::TcpStream {
         .expect("SO_LINGER");
     sock
 }
+
+/// `seq=` gives cursors in the order of `channel=`; a channel left without one (fewer seqs
+/// than channels) gets only what is published from now on, as a missing seq always does.
+/// More seqs than channels is a 400.
+#[test]
+fn fewer_seqs_than_channels_leaves_the_rest_at_now() {
+    let s = TestServer::start(|_| {});
+    let a = s.publish_seq("a", "old-a");
+    s.publish_seq("b", "old-b");
+    let r = get(s.public, "/poll?channel=a,b&seq=0");
+    assert_eq!(r.status, 200);
+    let events = r.events();
+    assert_eq!(data_seqs(&events), vec![a], "{events:?}");
+    assert_eq!(events[0]["channel"], "a");
+    assert_eq!(get(s.public, "/poll?channel=a&seq=0,0").status, 400);
+}

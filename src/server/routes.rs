@@ -108,6 +108,19 @@ impl Endpoint<'_> {
     }
 }
 
+/// The message of a 404: a path that the other listener serves says so, since sending a
+/// publish to the public port is the first mistake a newcomer makes.
+fn not_found_message(admin: bool, path: &str) -> &'static str {
+    match (admin, Endpoint::parse(!admin, path)) {
+        (false, Some(Endpoint::Publish)) => {
+            "not found: publishing is on the admin listener (--admin-listen)"
+        }
+        (false, Some(_)) => "not found: this path is on the admin listener (--admin-listen)",
+        (true, Some(_)) => "not found: this path is on the public listener (--listen)",
+        (_, None) => "not found",
+    }
+}
+
 /// Whether a path names an endpoint on the given listener (for the fuzz entry point).
 pub(crate) fn exists(admin: bool, path: &str) -> bool {
     Endpoint::parse(admin, path).is_some_and(|e| {
@@ -147,7 +160,8 @@ impl Server {
             return;
         };
         let Some(endpoint) = Endpoint::parse(admin, &head.path) else {
-            return self.respond_error(key, &head, HttpError::new(404, "not found"), cors, "");
+            let e = HttpError::new(404, not_found_message(admin, &head.path));
+            return self.respond_error(key, &head, e, cors, "");
         };
         let (method, allow) = endpoint.method();
         if head.method == Method::Options {
@@ -243,5 +257,23 @@ mod tests {
         );
         assert_eq!(Endpoint::parse(false, "/clients/ab/explode"), None);
         assert_eq!(Endpoint::parse(true, "/clients/ab/close"), None);
+    }
+
+    #[test]
+    fn a_404_names_the_listener_that_serves_the_path() {
+        assert_eq!(
+            not_found_message(false, "/pub"),
+            "not found: publishing is on the admin listener (--admin-listen)"
+        );
+        assert_eq!(
+            not_found_message(false, "/stats"),
+            "not found: this path is on the admin listener (--admin-listen)"
+        );
+        assert_eq!(
+            not_found_message(true, "/poll"),
+            "not found: this path is on the public listener (--listen)"
+        );
+        assert_eq!(not_found_message(false, "/nope"), "not found");
+        assert_eq!(not_found_message(true, "/nope"), "not found");
     }
 }
