@@ -4,11 +4,13 @@
 //! sake of `select`, which this server never calls, and far more as the hard limit; only
 //! the hard limit is a decision of the operator's (`LimitNOFILE=`, `limits.conf`).
 //!
-//! Touches nothing but the limit; `accept` reads the result and logs it once.
+//! Touches nothing but the limit; `accept` reads the result and logs it once. The load
+//! generator compiles this very file (`#[path]` in its `lib.rs`) and raises its own limit
+//! the same way, so the file uses nothing but `std` and `libc`.
 
 /// The soft limit before and after [`raise`], and the hard one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct FdLimit {
+pub struct FdLimit {
     /// The soft limit the process was started with.
     pub before: u64,
     /// The soft limit now: what the process can open.
@@ -77,7 +79,7 @@ fn nr_open() -> Option<libc::rlim_t> {
 /// Raises the soft limit to the hard one (or to `fs.nr_open` when the hard limit is
 /// unlimited) and returns the limits. Failing to raise it is not an error: the process
 /// runs with the limit it has, which the result shows.
-pub(super) fn raise() -> FdLimit {
+pub fn raise() -> FdLimit {
     let Some(mut r) = get() else {
         return FdLimit {
             before: u64::MAX,
