@@ -1,12 +1,14 @@
 //! Command-line configuration. Every flag of the wire contract that the server implements
-//! lives here, with its default; `Config::parse_from` builds one in tests too, so tests and
+//! lives here, with its default and, for every flag an operator sets, an environment
+//! variable (`--max-conns` is `COMET_MAX_CONNS`: `COMET_` and the flag in upper snake
+//! case; a flag given on the command line wins); `Config::parse_from` builds one in tests too, so tests and
 //! the binary share the same defaults.
 //! Touches nothing at run time: the server reads it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 mod engine_url;
 use engine_url::engine_url;
@@ -136,11 +138,11 @@ fn pending_size(text: &str) -> Result<usize, String> {
 #[command(name = "comet-gateway", version, about, long_about)]
 pub struct Config {
     /// Public listener: subscribing and control requests.
-    #[arg(long, default_value = "127.0.0.1:8100")]
+    #[arg(long, env = "COMET_LISTEN", default_value = "127.0.0.1:8100")]
     pub listen: SocketAddr,
 
     /// Admin listener: publishing and management. Never expose it to the internet.
-    #[arg(long, default_value = "127.0.0.1:8000")]
+    #[arg(long, env = "COMET_ADMIN_LISTEN", default_value = "127.0.0.1:8000")]
     pub admin_listen: SocketAddr,
 
     /// Every admin request must carry `Authorization: Bearer TOKEN` (else 401).
@@ -152,85 +154,85 @@ pub struct Config {
     pub auth_secret: Option<String>,
 
     /// Messages kept per channel for subscribers that come back.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, env = "COMET_BUFFER", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub buffer: u32,
 
     /// How long a buffered message is kept (0 = until pushed out by newer ones).
-    #[arg(long, default_value = "0", value_parser = ttl)]
+    #[arg(long, env = "COMET_MESSAGE_TTL", default_value = "0", value_parser = ttl)]
     pub message_ttl: Duration,
 
     /// A channel with no subscribers and no publish for this long is dropped.
-    #[arg(long, default_value = "3600s", value_parser = channel_ttl)]
+    #[arg(long, env = "COMET_CHANNEL_TTL", default_value = "3600s", value_parser = channel_ttl)]
     pub channel_ttl: Duration,
 
     /// Most published channels (those that have had a message); a publish that would
     /// make one more gets 503. Channels only subscribers named do not count: they live
     /// while their subscribers do.
-    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    #[arg(long, env = "COMET_MAX_CHANNELS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub max_channels: u64,
 
     /// Largest payload accepted by /pub, in bytes (413 past it).
-    #[arg(long, default_value = "65536", value_parser = message_size)]
+    #[arg(long, env = "COMET_MAX_MESSAGE", default_value = "65536", value_parser = message_size)]
     pub max_message: usize,
 
     /// Most channels one subscriber (a request, a stream, a session) may have (400 past it).
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, env = "COMET_MAX_CHANNELS_PER_SUBSCRIBER", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub max_channels_per_subscriber: u16,
 
     /// How long a long-poll is held before it is answered with a noop.
-    #[arg(long, default_value = "30s", value_parser = timeout)]
+    #[arg(long, env = "COMET_POLL_TIMEOUT", default_value = "30s", value_parser = timeout)]
     pub poll_timeout: Duration,
 
     /// A stream idle this long gets a heartbeat (`noop`, or an SSE comment); a WebSocket
     /// is pinged this often, and closed when it answers none of two pings.
-    #[arg(long, default_value = "25s", value_parser = timeout)]
+    #[arg(long, env = "COMET_HEARTBEAT", default_value = "25s", value_parser = timeout)]
     pub heartbeat: Duration,
 
     /// An HTTP stream is ended with `reconnect` (carrying its cursor) after this long (a
     /// WebSocket is not).
-    #[arg(long, default_value = "10m", value_parser = timeout)]
+    #[arg(long, env = "COMET_STREAM_MAX_AGE", default_value = "10m", value_parser = timeout)]
     pub stream_max_age: Duration,
 
     /// A long-poll session not polled again within this is forgotten [default: 2 x
     /// --poll-timeout].
-    #[arg(long, value_parser = timeout)]
+    #[arg(long, env = "COMET_SESSION_TIMEOUT", value_parser = timeout)]
     pub session_timeout: Option<Duration>,
 
     /// Largest request head accepted, in bytes (431 past it).
-    #[arg(long, default_value = "8192", value_parser = header_size)]
+    #[arg(long, env = "COMET_MAX_HEADER_BYTES", default_value = "8192", value_parser = header_size)]
     pub max_header_bytes: usize,
 
     /// A connection that sends no complete request within this is closed.
-    #[arg(long, default_value = "10s", value_parser = timeout)]
+    #[arg(long, env = "COMET_HEADER_TIMEOUT", default_value = "10s", value_parser = timeout)]
     pub header_timeout: Duration,
 
     /// An idle keep-alive connection is closed after this.
-    #[arg(long, default_value = "60s", value_parser = timeout)]
+    #[arg(long, env = "COMET_IDLE_TIMEOUT", default_value = "60s", value_parser = timeout)]
     pub idle_timeout: Duration,
 
     /// Listen backlog of each listener: connections the kernel queues before they are
     /// accepted, for reconnect storms (capped by net.core.somaxconn).
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(i32).range(1..=65535))]
+    #[arg(long, env = "COMET_BACKLOG", default_value_t = 4096, value_parser = clap::value_parser!(i32).range(1..=65535))]
     pub backlog: i32,
 
     /// Most open connections on the public listener; past it, new ones get 503.
-    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    #[arg(long, env = "COMET_MAX_CONNS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub max_conns: u64,
 
     /// Most open connections on the admin listener (503 past it). Public accepts always
     /// leave some descriptors free for the admin listener, so publishers and health
     /// checks get in however busy the public side is.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, env = "COMET_MAX_ADMIN_CONNS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_admin_conns: u64,
 
     /// Most long-poll sessions kept between polls; past it the one idle longest is
     /// forgotten (its client starts a new session, keeping its cursor).
-    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    #[arg(long, env = "COMET_MAX_SESSIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub max_sessions: u64,
 
     /// A subscriber whose unsent output passes this is sent `error` (if it fits) and
     /// closed; on other connections, pipelined requests wait below it.
-    #[arg(long, default_value = "256k", value_parser = pending_size)]
+    #[arg(long, env = "COMET_MAX_PENDING_BYTES", default_value = "256k", value_parser = pending_size)]
     pub max_pending_bytes: usize,
 
     /// Kernel send buffer of each client connection (SO_SNDBUF; the kernel doubles it
@@ -238,20 +240,20 @@ pub struct Config {
     /// memory until --idle-timeout closes it; without a cap, thousands of them push the
     /// host's TCP memory into pressure. 0 keeps the kernel's autotuning (up to
     /// net.ipv4.tcp_wmem's maximum): more throughput per connection on long, fast links.
-    #[arg(long, default_value = "64k", value_parser = sndbuf_size)]
+    #[arg(long, env = "COMET_SNDBUF", default_value = "64k", value_parser = sndbuf_size)]
     pub sndbuf: usize,
 
     /// Where channel logs live: `memory` (this process only) or
     /// `redis://HOST:PORT[/DB]` (shared by every gateway process pointed at it, on one
     /// host or many: one seq space per channel; see README "Scaling out").
-    #[arg(long, default_value = "memory", value_parser = engine_url)]
+    #[arg(long, env = "COMET_ENGINE", default_value = "memory", value_parser = engine_url)]
     pub engine: EngineUrl,
 
     /// Run N single-threaded reactor processes sharing the listeners (SO_REUSEPORT), each
     /// with its own descriptor limit; a small parent starts them, restarts one that dies
     /// and passes SIGTERM/SIGINT on. N > 1 needs a shared engine (`--engine redis://…`)
     /// and explicit ports.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, env = "COMET_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
 
     /// Set by the parent of `--workers` for its workers: bind the listeners with
@@ -269,31 +271,31 @@ pub struct Config {
     pub stats_dir: Option<std::path::PathBuf>,
 
     /// Prefix of every Redis key and pub/sub channel of the Redis engine.
-    #[arg(long, default_value = "comet:")]
+    #[arg(long, env = "COMET_REDIS_PREFIX", default_value = "comet:")]
     pub redis_prefix: String,
 
     /// How long an admin request waits for an engine that answers later (a networked
     /// engine); past it, the request is answered 503 `engine unavailable`.
-    #[arg(long, default_value = "5s", value_parser = timeout)]
+    #[arg(long, env = "COMET_ENGINE_TIMEOUT", default_value = "5s", value_parser = timeout)]
     pub engine_timeout: Duration,
 
     /// On SIGTERM/SIGINT: how long to let answered polls and ended streams flush before
     /// exiting anyway. A second signal exits at once.
-    #[arg(long, default_value = "10s", value_parser = grace)]
+    #[arg(long, env = "COMET_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = grace)]
     pub shutdown_timeout: Duration,
 
     /// Log level: error, warn, info, debug, trace or off (RUST_LOG, if set, refines it).
-    #[arg(long, default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace", "off"])]
+    #[arg(long, env = "COMET_LOG_LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace", "off"])]
     pub log_level: String,
 
     /// Log one line per request (target `access`): peer, listener, method, path without
     /// the query (so no token is ever logged), and the status, or `parked`/`stream`.
-    #[arg(long)]
+    #[arg(long, env = "COMET_ACCESS_LOG", value_parser = clap::builder::BoolishValueParser::new())]
     pub access_log: bool,
 
     /// Enable the demo: `POST /demo/pub?channel=demo.NAME` on the public listener (only
     /// `demo.` channels) and a tick published to `demo.ticker` every second.
-    #[arg(long)]
+    #[arg(long, env = "COMET_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
 
     /// Test only: `/ws-echo` on the public listener, a WebSocket that echoes every
@@ -303,18 +305,27 @@ pub struct Config {
     pub ws_echo: bool,
 
     /// Origins allowed by CORS, comma-separated; `*` allows any.
-    #[arg(long, default_value = "*", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "COMET_ALLOW_ORIGIN",
+        default_value = "*",
+        value_delimiter = ','
+    )]
     pub allow_origin: Vec<String>,
 
     /// CORS with credentials (cookies): the allowed origin is echoed with
     /// `Access-Control-Allow-Credentials: true`. Needs an explicit --allow-origin list.
-    #[arg(long)]
+    #[arg(long, env = "COMET_ALLOW_CREDENTIALS", value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_credentials: bool,
 }
 
 impl Default for Config {
+    /// The defaults alone: the `COMET_*` environment is the binary's to read (through
+    /// `Config::parse`), not that of a test or an embedding program.
     fn default() -> Self {
-        Config::parse_from(["comet-gateway"])
+        let cmd = Config::command().mut_args(|a| a.env(None));
+        let matches = cmd.get_matches_from(["comet-gateway"]);
+        Config::from_arg_matches(&matches).expect("the defaults parse")
     }
 }
 
@@ -396,5 +407,23 @@ mod tests {
         assert_eq!(c.max_header_bytes, 8192);
         assert_eq!(c.allow_origin, vec!["*".to_string()]);
         assert_eq!(c.max_pending_bytes, 256 * 1024);
+    }
+
+    #[test]
+    fn every_visible_flag_has_its_environment_variable() {
+        let cmd = Config::command();
+        for arg in cmd.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if arg.is_hide_set() || ["help", "version"].contains(&long) {
+                assert_eq!(arg.get_env(), None, "--{long} is internal");
+                continue;
+            }
+            let want = format!("COMET_{}", long.to_uppercase().replace('-', "_"));
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(want.as_str()),
+                "--{long}"
+            );
+        }
     }
 }

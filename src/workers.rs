@@ -92,6 +92,9 @@ fn spawn(exe: &Path, args: &[OsString], i: usize) -> io::Result<Child> {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(exe);
     cmd.args(args).arg("--worker-index").arg(i.to_string());
+    // A worker inherits the environment, and with it every other setting; but not this
+    // one, or each worker would start workers of its own.
+    cmd.env_remove("COMET_WORKERS");
     // SAFETY: prctl(2) only, between fork and exec: a worker whose parent dies (even by
     // SIGKILL) is sent SIGTERM and drains, instead of living on unsupervised.
     unsafe {

@@ -172,3 +172,39 @@ fn the_clients_of_a_killed_worker_resume_on_any_worker_with_exactly_what_they_mi
     }
     assert!(w.stop().success(), "{}", w.log());
 }
+
+#[test]
+fn workers_set_in_the_environment_start_no_workers_of_their_own() {
+    let redis = Redis::start();
+    let (public, admin) = (free_port(), free_port());
+    let log_path = std::env::temp_dir().join(format!("comet-workers-env-{public}.log"));
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let mut parent = Command::new(env!("CARGO_BIN_EXE_comet-gateway"))
+        .env("COMET_WORKERS", "2")
+        .env("COMET_ENGINE", format!("redis://127.0.0.1:{}", redis.port))
+        .env("COMET_LISTEN", format!("127.0.0.1:{public}"))
+        .env("COMET_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let admin_addr: SocketAddr = ([127, 0, 0, 1], admin).into();
+    wait_until("both workers started", || {
+        started(&log(), 0).len() == 1 && started(&log(), 1).len() == 1
+    });
+    wait_until("the admin port answers", || {
+        std::net::TcpStream::connect(admin_addr).is_ok()
+            && get(admin_addr, "/healthz").status == 200
+    });
+    // A worker that read COMET_WORKERS would be a parent itself, with children.
+    for i in 0..2 {
+        let pid = started(&log(), i)[0];
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        assert_eq!(children.trim(), "", "worker {i} has children:\n{}", log());
+    }
+    unsafe { libc::kill(parent.id() as i32, libc::SIGTERM) };
+    parent.wait().unwrap();
+    let _ = std::fs::remove_file(&log_path);
+}

@@ -5,6 +5,8 @@
 //! - `clock`: wall-clock microseconds (the time base of stamps and latency) and the
 //!   schedule of a steady publishing rate.
 //! - [`config`]: flags, loopback-only target check.
+//! - [`fd_limit`]: raising the soft descriptor limit to the hard one at start-up (the
+//!   gateway's own file, compiled here too).
 //! - [`framer`]: response bytes to event texts, for each transport.
 //! - [`websocket`]: the client side of RFC 6455 (key and accept, server frames, masked
 //!   pongs) that the framer uses for `--transport ws`.
@@ -28,6 +30,8 @@
 mod batch;
 mod clock;
 pub mod config;
+#[path = "../../src/server/fd_limit.rs"]
+pub mod fd_limit;
 pub mod flood;
 pub mod floor;
 pub mod framer;

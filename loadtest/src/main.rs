@@ -1,4 +1,5 @@
-//! The `comet-loadtest` binary: parses flags, runs (in this process, over several with
+//! The `comet-loadtest` binary: parses flags, raises its descriptor limit (children
+//! inherit it), runs (in this process, over several with
 //! `--processes`, or as one of those with `--worker`) or measures the floor, prints the
 //! summary and writes its JSON, and picks the exit code (0 clean, 1 not clean or failed, 2
 //! bad flags). It holds no logic of the run itself.
@@ -8,6 +9,20 @@ use comet_loadtest::{floor, multi, run, work, Config};
 
 fn main() {
     let cfg = Config::parse();
+    // First, so that every process this one starts (--processes, --floor) inherits it.
+    let limits = comet_loadtest::fd_limit::raise();
+    if !cfg.worker && cfg.floor_serve.is_none() {
+        eprintln!("comet-loadtest: {}", limits.describe());
+        // With --processes the coordinator warns per process share.
+        // A few descriptors beyond the subscribers: stdio, the poll, the admin connection.
+        if cfg.processes <= 1 && cfg.subscribers as u64 + 16 > limits.soft {
+            eprintln!(
+                "comet-loadtest: warning: {} subscribers in one process, past its descriptor \
+                 limit {}: raise --processes or the hard limit",
+                cfg.subscribers, limits.soft
+            );
+        }
+    }
     if let Some(addr) = cfg.floor_serve {
         let result = std::net::TcpListener::bind(addr)
             .and_then(|l| floor::serve(l, cfg.subscribers, cfg.burst as usize, cfg.size));

@@ -20,6 +20,7 @@ use mio::net::TcpListener;
 use mio::{Interest, Poll, Token};
 
 use super::conn::{Conn, Phase};
+use super::fd_limit::{self, FdLimit};
 use super::{Server, TimerKind};
 use crate::config::Config;
 use crate::handle::Key;
@@ -41,8 +42,10 @@ const RESUME_ROOM: u64 = 64;
 pub(super) struct Listeners {
     pub public: TcpListener,
     pub admin: TcpListener,
-    /// The soft `RLIMIT_NOFILE` of the process.
+    /// The soft `RLIMIT_NOFILE` of the process, after raising it to the hard limit.
     fd_limit: u64,
+    /// How that limit came about, for the start-up log.
+    limits: FdLimit,
     /// Descriptors open when the listeners were bound (listeners, poll, logging, …).
     fd_base: u64,
     /// Accepting is paused on the public (index 0) or admin (index 1) listener.
@@ -90,21 +93,6 @@ fn listen(
     Ok(TcpListener::from_std(s.into()))
 }
 
-/// The soft limit on open descriptors.
-fn fd_limit() -> u64 {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass and nothing else.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0;
-    if ok && r.rlim_cur != libc::RLIM_INFINITY {
-        r.rlim_cur
-    } else {
-        u64::MAX
-    }
-}
-
 /// Descriptors the process has open now.
 fn fds_open() -> u64 {
     std::fs::read_dir("/proc/self/fd")
@@ -122,10 +110,12 @@ impl Listeners {
             .register(&mut p, public, Interest::READABLE)?;
         poll.registry()
             .register(&mut a, admin, Interest::READABLE)?;
+        let limits = fd_limit::raise();
         Ok(Listeners {
             public: p,
             admin: a,
-            fd_limit: fd_limit(),
+            fd_limit: limits.soft,
+            limits,
             // The waker and the signal pipe come after this count.
             fd_base: fds_open() + 4,
             paused: [false; 2],
@@ -141,21 +131,25 @@ impl Listeners {
             .min(self.fd_limit / 8)
     }
 
-    /// Logs how many connections the descriptor limit allows.
+    /// Logs the descriptor limit, how it came about, and how many public connections it
+    /// allows: a warning when that is fewer than `--max-conns`.
     pub fn log_capacity(&self, config: &Config) {
-        let room = self
-            .fd_limit
-            .saturating_sub(self.fd_base + self.reserve(config));
+        let reserve = self.reserve(config);
+        let room = self.fd_limit.saturating_sub(self.fd_base + reserve);
+        let limit = self.limits.describe();
         if room < config.max_conns {
             log::warn!(
-                "descriptor limit {} allows about {room} public connections (--max-conns {}); \
-                 {} descriptors are kept for the admin listener",
-                self.fd_limit,
-                config.max_conns,
-                self.reserve(config)
+                "{limit}: room for about {room} public connections, fewer than --max-conns {} \
+                 ({reserve} descriptors are kept for the admin listener); raise the hard \
+                 limit (systemd LimitNOFILE=, limits.conf nofile, ulimit -Hn) for more",
+                config.max_conns
             );
         } else {
-            log::info!("descriptor limit {}", self.fd_limit);
+            log::info!(
+                "{limit}: room for about {room} public connections (--max-conns {}; \
+                 {reserve} descriptors are kept for the admin listener)",
+                config.max_conns
+            );
         }
     }
 

@@ -14,7 +14,7 @@
 //! and decides what a firing means.
 //!
 //! Children: `accept` (listeners, connection caps, the descriptor reserve of the admin
-//! listener), `conn` (one connection's buffers and I/O), `kinds` (connection counts by
+//! listener), `fd_limit` (raising the descriptor limit at start-up), `conn` (one connection's buffers and I/O), `kinds` (connection counts by
 //! kind), `timers` (every connection's one timer), `http_io` (request framing and
 //! fair turns), `respond` (queueing and flushing answers), `routes` (which handler serves
 //! which path), `handlers` (one file per endpoint family), `fanout` (engine events to
@@ -24,6 +24,7 @@ mod accept;
 mod coalesce;
 mod conn;
 mod fanout;
+mod fd_limit;
 mod handlers;
 mod http_io;
 mod kinds;

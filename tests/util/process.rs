@@ -47,22 +47,38 @@ pub struct ChildGateway {
 }
 
 impl ChildGateway {
-    /// Starts `comet-gateway` on ephemeral ports with `args`, under `ulimit -n` when given.
+    /// Starts `comet-gateway` on ephemeral ports with `args`, under `ulimit -n` (soft and
+    /// hard limit) when given.
     pub fn spawn(fd_limit: Option<u32>, args: &[&str]) -> ChildGateway {
+        let ulimit = fd_limit.map(|n| format!("ulimit -n {n}"));
+        Self::start(ulimit.as_deref(), &[], &ephemeral(args))
+    }
+
+    /// Starts `comet-gateway` on ephemeral ports with `args`, under a soft descriptor
+    /// limit of `n` (`ulimit -S -n`; the hard limit stays as it is).
+    pub fn spawn_soft_fd_limit(n: u32, args: &[&str]) -> ChildGateway {
+        Self::start(Some(&format!("ulimit -S -n {n}")), &[], &ephemeral(args))
+    }
+
+    /// Starts `comet-gateway` with `args` and the environment variables `env`, and no
+    /// listen flags of its own: `env` or `args` say where it listens.
+    pub fn spawn_env(env: &[(&str, &str)], args: &[&str]) -> ChildGateway {
+        Self::start(None, env, args)
+    }
+
+    fn start(ulimit: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> ChildGateway {
         use std::io::BufRead;
         let bin = env!("CARGO_BIN_EXE_comet-gateway");
         let mut cmd = String::new();
-        if let Some(n) = fd_limit {
-            cmd.push_str(&format!("ulimit -n {n} && "));
+        if let Some(u) = ulimit {
+            cmd.push_str(&format!("{u} && "));
         }
-        cmd.push_str(&format!(
-            "exec '{bin}' --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 {}",
-            args.join(" ")
-        ));
+        cmd.push_str(&format!("exec '{bin}' {}", args.join(" ")));
         let mut child = std::process::Command::new("sh")
             .arg("-c")
             .arg(cmd)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -117,6 +133,13 @@ impl ChildGateway {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// `args` after the flags that put both listeners on ephemeral loopback ports.
+fn ephemeral<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    all
 }
 
 impl Drop for ChildGateway {
