@@ -317,8 +317,10 @@ fn redis_killed_mid_stream_fails_every_pending_tag() {
 
 #[test]
 fn a_refused_connect_is_dead_with_its_queue_failed() {
-    // Bound and closed: nothing listens there (no redis-server needed).
-    let addr = TcpListener::bind("127.0.0.1:0")
+    // Bound and closed: nothing listens there (no redis-server needed). On an address
+    // no other test listens on: a port closed on 127.0.0.1 could be taken at once by a
+    // test running beside this one (seen once), and the connect would succeed.
+    let addr = TcpListener::bind("127.0.0.77:0")
         .and_then(|l| l.local_addr())
         .unwrap();
     let mut r = Reactor::new();
