@@ -42,9 +42,8 @@ const RESUME_ROOM: u64 = 64;
 pub(super) struct Listeners {
     pub public: TcpListener,
     pub admin: TcpListener,
-    /// The soft `RLIMIT_NOFILE` of the process, after raising it to the hard limit.
-    fd_limit: u64,
-    /// How that limit came about, for the start-up log.
+    /// The process's `RLIMIT_NOFILE` (its soft limit raised to the hard one at start-up)
+    /// and how it came about, for the start-up log.
     limits: FdLimit,
     /// Descriptors open when the listeners were bound (listeners, poll, logging, …).
     fd_base: u64,
@@ -114,7 +113,6 @@ impl Listeners {
         Ok(Listeners {
             public: p,
             admin: a,
-            fd_limit: limits.soft,
             limits,
             // The waker and the signal pipe come after this count.
             fd_base: fds_open() + 4,
@@ -128,14 +126,14 @@ impl Listeners {
         config
             .max_admin_conns
             .min(ADMIN_FD_RESERVE)
-            .min(self.fd_limit / 8)
+            .min(self.limits.soft / 8)
     }
 
     /// Logs the descriptor limit, how it came about, and how many public connections it
     /// allows: a warning when that is fewer than `--max-conns`.
     pub fn log_capacity(&self, config: &Config) {
         let reserve = self.reserve(config);
-        let room = self.fd_limit.saturating_sub(self.fd_base + reserve);
+        let room = self.limits.soft.saturating_sub(self.fd_base + reserve);
         let limit = self.limits.describe();
         if room < config.max_conns {
             log::warn!(
@@ -165,7 +163,7 @@ impl Listeners {
 
     /// The backlog is drained; with room to spare, the episode is over.
     fn drained(&mut self, admin: bool, room: u64) {
-        if self.paused[admin as usize] && room >= RESUME_ROOM.min(self.fd_limit / 8) {
+        if self.paused[admin as usize] && room >= RESUME_ROOM.min(self.limits.soft / 8) {
             self.paused[admin as usize] = false;
             let which = if admin { "admin" } else { "public" };
             log::info!("accept resumed on the {which} listener");
@@ -198,7 +196,7 @@ impl Server {
     fn public_fd_room(&self) -> u64 {
         let l = &self.listeners;
         let open = l.fd_base + self.kinds.public + self.kinds.admin;
-        l.fd_limit.saturating_sub(open + l.reserve(&self.config))
+        l.limits.soft.saturating_sub(open + l.reserve(&self.config))
     }
 
     /// Accepts every waiting connection of one listener, within its caps.

@@ -14,25 +14,20 @@ use super::conn::Phase;
 use super::{Conn, Server};
 use crate::handle::Key;
 
-impl Server {
-    /// A stream has frames queued: it is written at the end of the turn.
-    pub(super) fn mark_dirty(&mut self, key: Key<Conn>) {
-        if let Some(conn) = self.conns.get_mut(key) {
-            if !conn.dirty {
-                conn.dirty = true;
-                self.dirty.push(key);
-            }
-        }
+/// `conn` (under `key`) has output queued for the end of the turn: listed once in `list`.
+pub(super) fn mark(conn: &mut Conn, key: Key<Conn>, list: &mut Vec<Key<Conn>>) {
+    if !conn.dirty {
+        conn.dirty = true;
+        list.push(key);
     }
+}
 
+impl Server {
     /// An answer to a publisher (an admin connection) is queued: it is written at the end
     /// of the turn, after the subscribers.
     pub(super) fn mark_late(&mut self, key: Key<Conn>) {
         if let Some(conn) = self.conns.get_mut(key) {
-            if !conn.dirty {
-                conn.dirty = true;
-                self.late.push(key);
-            }
+            mark(conn, key, &mut self.late);
         }
     }
 

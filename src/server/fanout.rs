@@ -100,16 +100,16 @@ impl Server {
         let mut out = std::mem::take(&mut self.deliveries);
         self.hub.fan_out(channel, msg, &mut self.conns, &mut out);
         for d in &out {
-            if d.mode == Mode::Stream {
-                if let Some(conn) = self.conns.get_mut(d.conn) {
-                    queue_message(conn, &self.hub, channel, msg, self.now.ms);
-                }
-            }
-        }
-        for d in &out {
             match d.mode {
                 Mode::Poll => self.batch_for_poll(d.conn, msg.json.clone()),
-                Mode::Stream => self.mark_dirty(d.conn),
+                Mode::Stream => {
+                    // Queued now, written once at the end of the turn (`write_turn`): one
+                    // slab lookup per delivery.
+                    if let Some(conn) = self.conns.get_mut(d.conn) {
+                        queue_message(conn, &self.hub, channel, msg, self.now.ms);
+                        super::coalesce::mark(conn, d.conn, &mut self.dirty);
+                    }
+                }
             }
         }
         // A large list is not kept: a fan-out to many streams allocates and frees a write
